@@ -1,0 +1,1 @@
+"""Named editing directions and their registry."""

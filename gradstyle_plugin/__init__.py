@@ -1,0 +1,1 @@
+"""GradStyle: gradual residuals alignment for StyleGAN inversion and editing (plugin for the toolkit)."""

@@ -1,0 +1,1 @@
+"""Training-side modules of the toolkit (loss, training loop, datasets, augmentation)."""

@@ -1,0 +1,73 @@
+"""Shared fixtures and marker gating.
+
+Markers (declared in pyproject.toml, enforced with --strict-markers):
+- `integration`: tiny end-to-end runs; always run.
+- `slow`: long end-to-end tests. They always run, at a trimmed size by default (what CI does);
+  `--full-size` or RUN_SLOW=1 runs them at full size. Tests read the size from `size_scale`.
+- `gpu`: needs a CUDA device; skipped without one.
+- `cuda_build`: compiles CUDA sources with nvcc; skipped if nvcc is absent.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / 'shared'
+
+#----------------------------------------------------------------------------
+
+def pytest_addoption(parser):
+    parser.addoption('--full-size', action='store_true', default=False, help='run slow tests at full size')
+
+def _full_size(config):
+    return config.getoption('--full-size') or os.environ.get('RUN_SLOW', '') not in ('', '0')
+
+def _have_nvcc():
+    if shutil.which('nvcc'):
+        return True
+    cuda_home = os.environ.get('CUDA_HOME') or os.environ.get('CUDA_PATH') or '/usr/local/cuda'
+    return os.path.isfile(os.path.join(cuda_home, 'bin', 'nvcc'))
+
+def pytest_collection_modifyitems(config, items):
+    no_gpu = pytest.mark.skip(reason='needs a CUDA device (none here)')
+    no_nvcc = pytest.mark.skip(reason='nvcc not found (set CUDA_HOME or put nvcc on PATH)')
+    gpu = torch.cuda.is_available()
+    nvcc = _have_nvcc()
+    for item in items:
+        if 'gpu' in item.keywords and not gpu:
+            item.add_marker(no_gpu)
+        if 'cuda_build' in item.keywords and not nvcc:
+            item.add_marker(no_nvcc)
+
+#----------------------------------------------------------------------------
+
+@pytest.fixture(scope='session')
+def size_scale(request):
+    """1.0 at full size (--full-size or RUN_SLOW=1); a small fraction otherwise (CI)."""
+    return 1.0 if _full_size(request.config) else 0.25
+
+@pytest.fixture(scope='session')
+def shared_dir():
+    """The project's shared/ folder (specs, fixtures); tests that need it skip if it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip(f'shared folder not found at {SHARED}')
+    return SHARED
+
+@pytest.fixture(scope='session')
+def spec_dir(shared_dir):
+    return shared_dir / 'spec'
+
+@pytest.fixture(scope='session')
+def fixtures_dir(shared_dir):
+    return shared_dir / 'fixtures'
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    torch.manual_seed(0)
+    yield
+
+#----------------------------------------------------------------------------

@@ -87,10 +87,11 @@ class InfiniteSampler(torch.utils.data.Sampler):
     """Endless index stream over a dataset; each rank takes every `num_replicas`-th index.
 
     With shuffling, the order starts as a seeded permutation and keeps changing by random swaps
-    within a window of `window_size` times the dataset length.
+    within a window of `window_size` times the dataset length. `start_idx` (an addition to the
+    toolkit's signature) resumes the stream after that many global steps (ranks x items each).
     """
 
-    def __init__(self, dataset, rank=0, num_replicas=1, shuffle=True, seed=0, window_size=0.5):
+    def __init__(self, dataset, rank=0, num_replicas=1, shuffle=True, seed=0, window_size=0.5, start_idx=0):
         assert len(dataset) > 0
         assert num_replicas > 0
         assert 0 <= rank < num_replicas
@@ -102,6 +103,7 @@ class InfiniteSampler(torch.utils.data.Sampler):
         self.shuffle = shuffle
         self.seed = seed
         self.window_size = window_size
+        self.start_idx = start_idx
 
     def __iter__(self):
         order = np.arange(len(self.dataset))
@@ -114,7 +116,7 @@ class InfiniteSampler(torch.utils.data.Sampler):
         idx = 0
         while True:
             i = idx % order.size
-            if idx % self.num_replicas == self.rank:
+            if idx >= self.start_idx and idx % self.num_replicas == self.rank:
                 yield order[i]
             if window >= 2:
                 j = (i - rnd.randint(window)) % order.size

@@ -122,6 +122,24 @@ class Collector:
         raw_var = float(delta[2] / delta[0])
         return float(np.sqrt(max(raw_var - np.square(mean), 0)))
 
+    def pending(self, name):
+        """Moments [count, sum, sum of squares] reported for `name` that update() has not taken in yet.
+
+        Collective when several processes report (every rank must call it).
+        """
+        assert self._regex.fullmatch(name)
+        _counters.setdefault(name, dict())
+        [(_, cumulative)] = _sync([name])
+        seen = self._cumulative.get(name, torch.zeros([_num_moments], dtype=_counter_dtype))
+        return (cumulative - seen).tolist()
+
+    def add_pending(self, name, moments):
+        """Make the next update() also count `moments` (as returned by pending(), e.g. from a snapshot)."""
+        assert self._regex.fullmatch(name)
+        if name not in self._cumulative:
+            self._cumulative[name] = torch.zeros([_num_moments], dtype=_counter_dtype)
+        self._cumulative[name] -= torch.as_tensor(moments, dtype=_counter_dtype)
+
     def as_dict(self):
         stats = dnnlib.EasyDict()
         for name in self.names():

@@ -59,6 +59,9 @@ def test_infinite_sampler_partitions_ranks():
         return [int(next(it)) for _ in range(n)]
     assert take(1) == take(1) and take(1) != take(2)  # deterministic per seed
     assert set(take(1, 200)) == set(data) and take(1, 10) != data
+    it = iter(misc.InfiniteSampler(data, seed=1, rank=1, num_replicas=2, start_idx=30))
+    full = iter(misc.InfiniteSampler(data, seed=1, rank=1, num_replicas=2))
+    assert [int(next(it)) for _ in range(20)] == [int(next(full)) for _ in range(35)][15:]
 
 def test_print_module_summary(capsys):
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))

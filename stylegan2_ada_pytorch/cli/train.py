@@ -125,7 +125,7 @@ def setup_training_loop_kwargs(
     aug=None, p=None, target=None, augpipe=None,                            # Discriminator augmentation.
     resume=None, freezed=None,                                              # Transfer learning.
     fp32=None, nhwc=None, allow_tf32=None, nobench=None, workers=None,      # Performance options.
-    device=None, grid_max=None,                                             # Ours.
+    device=None, grid_max=None, inception_weights=None,                     # Ours.
 ):
     """Build (description, training_loop kwargs) from command-line values. Pure: raises UserError."""
     args = dnnlib.EasyDict()
@@ -140,7 +140,18 @@ def setup_training_loop_kwargs(
     args.image_snapshot_ticks = snap
     args.network_snapshot_ticks = snap
     metrics = [] if metrics is None else metrics
+    from ..metrics import metric_main
+    for metric in metrics:
+        if not metric_main.is_valid_metric(metric):
+            raise UserError(f'--metrics: unknown metric {metric!r} (choose from {", ".join(metric_main.list_valid_metrics())} or none)')
     args.metrics = metrics
+    if inception_weights is not None:
+        if not os.path.isfile(inception_weights):
+            raise UserError(f'--inception-weights: no such file: {inception_weights}')
+        args.metric_kwargs = dnnlib.EasyDict(inception_weights=inception_weights)
+    elif any(not m.endswith('_pix') for m in metrics):
+        raise UserError('--inception-weights: FID/KID metrics need a local Inception-v3 weights file (nothing is downloaded); '
+            'pass --inception-weights or use fid2k_pix / kid2k_pix')
     args.random_seed = 0 if seed is None else seed
 
     args.training_set_kwargs, desc, res = _data_config(data, bool(cond), subset, bool(mirror), args.random_seed)
@@ -340,7 +351,7 @@ def _comma_list(value):
 @click.option('--outdir',     help='Where to save the results', required=True, metavar='DIR')
 @click.option('--gpus',       help='Number of processes (GPUs, or CPU processes without CUDA)', type=click.IntRange(min=1), default=1, show_default=True, metavar='INT')
 @click.option('--snap',       help='Snapshot interval in ticks', type=click.IntRange(min=1), default=50, show_default=True, metavar='INT')
-@click.option('--metrics',    help='Comma-separated metrics or "none"', type=_comma_list, default='none', show_default=True)
+@click.option('--metrics',    help='Comma-separated metrics or "none" (fid2k_pix/kid2k_pix need no weights)', type=_comma_list, default='none', show_default=True)
 @click.option('--seed',       help='Random seed', type=int, default=0, show_default=True, metavar='INT')
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 # Dataset.
@@ -370,6 +381,7 @@ def _comma_list(value):
 @click.option('--workers',    help='Number of data loader worker processes', type=click.IntRange(min=0), default=3, show_default=True, metavar='INT')
 @click.option('--device',     help='Torch device (default: cuda if available, else cpu)', metavar='DEV')
 @click.option('--grid-max',   help='Cap on images in the snapshot grids', type=click.IntRange(min=1), metavar='INT')
+@click.option('--inception-weights', help='Local torchvision inception_v3 state dict for FID/KID', metavar='PTH')
 def main(ctx, outdir, dry_run, **config_kwargs):
     """Train a StyleGAN2 generator with adaptive discriminator augmentation (ADA).
 

@@ -56,6 +56,7 @@ def training_loop(
     augment_kwargs          = None,     # Options for the augmentation pipeline; None = disable.
     loss_kwargs             = {},       # Options for the loss function.
     metrics                 = [],       # Metrics to evaluate during training.
+    metric_kwargs           = {},       # Options for the metrics (e.g. inception_weights=PATH).
     random_seed             = 0,        # Global random seed.
     num_gpus                = 1,        # Number of processes taking part (GPUs, or CPU processes).
     rank                    = 0,        # Rank of the current process in [0, num_gpus).
@@ -172,7 +173,7 @@ def training_loop(
             snapshot_pkl = None
             if network_snapshot_ticks is not None and (done or progress.cur_tick % network_snapshot_ticks == 0):
                 snapshot_pkl = _save_snapshot(run_dir, training_set_kwargs, nets, extra_kwargs, progress, phases, loss, ada_stats, device, num_gpus, rank)
-            _evaluate_metrics(metrics, snapshot_pkl, nets, training_set_kwargs, num_gpus, rank, device, run_dir, stats)
+            _evaluate_metrics(metrics, metric_kwargs, snapshot_pkl, nets, training_set_kwargs, rank, device, run_dir, stats)
             stats.write_tick(progress.cur_nimg)
             if progress_fn is not None:
                 progress_fn(progress.cur_nimg // 1000, total_kimg)
@@ -362,17 +363,16 @@ def _save_snapshot(run_dir, training_set_kwargs, nets, extra_kwargs, progress, p
         legacy.save_network_pkl(data, snapshot_pkl)
     return snapshot_pkl
 
-def _evaluate_metrics(metrics, snapshot_pkl, nets, training_set_kwargs, num_gpus, rank, device, run_dir, stats):
-    if len(metrics) == 0 or snapshot_pkl is None:
+def _evaluate_metrics(metrics, metric_kwargs, snapshot_pkl, nets, training_set_kwargs, rank, device, run_dir, stats):
+    """Metrics of G_ema after each network snapshot, on rank 0 (the others go on training)."""
+    if len(metrics) == 0 or snapshot_pkl is None or rank != 0:
         return
     from ..metrics import metric_main  # imported lazily: metrics are optional
-    if rank == 0:
-        print('Evaluating metrics...')
+    print('Evaluating metrics...')
     for metric in metrics:
         result_dict = metric_main.calc_metric(metric=metric, G=nets.G_ema, dataset_kwargs=training_set_kwargs,
-            num_gpus=num_gpus, rank=rank, device=device)
-        if rank == 0:
-            metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
+            device=device, **metric_kwargs)
+        metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
         stats.metrics.update(result_dict.results)
 
 #----------------------------------------------------------------------------

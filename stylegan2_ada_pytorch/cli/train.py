@@ -28,7 +28,7 @@ cfg_specs = {
     'paper1024': dict(ref_gpus=8,  kimg=25000,  mb=32, mbstd=4,  fmaps=1,   lrate=0.002,  gamma=2,    ema=10,  ramp=None, map=8),
     'cifar':     dict(ref_gpus=2,  kimg=100000, mb=64, mbstd=32, fmaps=1,   lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
     # Ours: a small network for CPUs; one kimg at 32x32 takes seconds on 2 cores.
-    'tiny':      dict(ref_gpus=1,  kimg=200,    mb=16, mbstd=4,  fmaps=1/16, lrate=0.0025, gamma=0.1, ema=2,   ramp=0.05, map=2, zw=128, cmax=128),
+    'tiny':      dict(ref_gpus=1,  kimg=200,    mb=16, mbstd=4,  fmaps=1/64, lrate=0.0025, gamma=0.1, ema=2,   ramp=0.05, map=2, zw=64, cmax=64),
 }
 
 augpipe_specs = {

@@ -118,6 +118,10 @@ def persistent_class(orig_class):
     Decorator.__qualname__ = orig_class.__qualname__
     Decorator.__module__ = orig_class.__module__
     Decorator.__doc__ = orig_class.__doc__
+    try:
+        Decorator.__signature__ = inspect.signature(orig_class)   # help() and IDEs show the real arguments
+    except (TypeError, ValueError):
+        pass
     _decorators.add(Decorator)
     return Decorator
 

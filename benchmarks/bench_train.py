@@ -1,0 +1,89 @@
+"""Training throughput of the toolkit's loop: images/s with 1 process vs 2 processes (gloo).
+
+Usage:
+    python benchmarks/bench_train.py [--cfg tiny] [--kimg-short 0.032] [--kimg-long 0.096]
+
+Each configuration trains twice (a short and a long run, same settings, no snapshots); the
+throughput is (long - short images) / (long - short seconds), so start-up time cancels out. On a
+CPU machine the 1-process run uses all cores as torch threads and the 2-process run one thread per
+process; on CUDA each process takes one GPU.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+import PIL.Image
+import torch
+
+from stylegan2_ada_pytorch import dnnlib
+from stylegan2_ada_pytorch.cli import train as train_cli
+from stylegan2_ada_pytorch.torch_utils import training_stats
+from stylegan2_ada_pytorch.training import training_loop
+
+#----------------------------------------------------------------------------
+
+def make_folder(root, count=64, res=32):
+    rnd = np.random.RandomState(0)
+    yy, xx = np.mgrid[0:res, 0:res] / (res - 1)
+    for i in range(count):
+        base = np.stack([np.sin(xx * rnd.uniform(1, 8)), yy * rnd.uniform(), xx * yy], axis=2)
+        img = ((base - base.min()) / (np.ptp(base) + 1e-8) * 255).astype(np.uint8)
+        PIL.Image.fromarray(img).save(os.path.join(root, f'{i:03d}.png'))
+
+def loop_kwargs(data, run_dir, cfg, num_gpus, kimg):
+    _desc, args = train_cli.setup_training_loop_kwargs(data=data, cfg=cfg, gpus=num_gpus, aug='noaug', workers=0, fp32=True)
+    args.pop('num_gpus')
+    args.update(run_dir=run_dir, total_kimg=kimg, image_snapshot_ticks=None, network_snapshot_ticks=None, kimg_per_tick=1000)
+    return args
+
+def _worker(rank, args, num_gpus, init_file, threads, result_file):
+    torch.set_num_threads(threads)
+    if num_gpus > 1:
+        backend = 'nccl' if torch.cuda.is_available() else 'gloo'
+        torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}', rank=rank, world_size=num_gpus)
+        training_stats.init_multiprocessing(rank=rank, sync_device=torch.device('cpu') if backend == 'gloo' else torch.device('cuda', rank))
+    start = time.perf_counter()
+    training_loop.training_loop(rank=rank, num_gpus=num_gpus, **args)
+    elapsed = time.perf_counter() - start
+    if rank == 0:
+        with open(result_file, 'w') as f:
+            f.write(str(elapsed))
+    if num_gpus > 1:
+        torch.distributed.destroy_process_group()
+
+def timed_run(data, cfg, num_gpus, kimg, tmp):
+    run_dir = tempfile.mkdtemp(dir=tmp)
+    args = loop_kwargs(data, run_dir, cfg, num_gpus, kimg)
+    result_file = os.path.join(run_dir, 'elapsed.txt')
+    threads = max(os.cpu_count() // num_gpus, 1) if not torch.cuda.is_available() else torch.get_num_threads()
+    if num_gpus == 1:
+        _worker(0, args, 1, None, threads, result_file)
+    else:
+        torch.multiprocessing.spawn(_worker, args=(args, num_gpus, os.path.join(run_dir, '.init'), threads, result_file), nprocs=num_gpus)
+    return float(open(result_file).read()), int(round(kimg * 1000 / args.batch_size)) * args.batch_size
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--cfg', default='tiny')
+    parser.add_argument('--kimg-short', type=float, default=0.032)
+    parser.add_argument('--kimg-long', type=float, default=0.096)
+    opts = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, 'data')
+        os.makedirs(data)
+        make_folder(data)
+        rates = {}
+        for num_gpus in (1, 2):
+            t_short, n_short = timed_run(data, opts.cfg, num_gpus, opts.kimg_short, tmp)
+            t_long, n_long = timed_run(data, opts.cfg, num_gpus, opts.kimg_long, tmp)
+            rates[num_gpus] = (n_long - n_short) / max(t_long - t_short, 1e-9)
+            print(f'{num_gpus} process(es): {rates[num_gpus]:7.1f} images/s  ({n_long - n_short} images in {t_long - t_short:.1f} s, cfg={opts.cfg})')
+        print(f'speed-up 2 vs 1 processes: {rates[2] / rates[1]:.2f}x')
+
+if __name__ == '__main__':
+    main()
+
+#----------------------------------------------------------------------------

@@ -39,20 +39,15 @@ activation_funcs = {
 
 #----------------------------------------------------------------------------
 
-_plugin = None
+_plugin = None      # None: not tried yet; False: unavailable; else the loaded extension module.
+_plugin_sources = dict(module_name='bias_act_plugin', sources=['bias_act.cpp', 'bias_act.cu'], headers=['bias_act.h'],
+    source_dir=os.path.dirname(__file__), extra_cuda_cflags=['--use_fast_math'])
 
 def _init():
     """Build (once per process) and load the CUDA plugin; False if it is unavailable."""
     global _plugin
     if _plugin is None:
-        _plugin = custom_ops.get_plugin(
-            module_name='bias_act_plugin',
-            sources=['bias_act.cpp', 'bias_act.cu'],
-            headers=['bias_act.h'],
-            source_dir=os.path.dirname(__file__),
-            extra_cuda_cflags=['--use_fast_math'],
-            fallback=True,
-        ) or False
+        _plugin = custom_ops.get_plugin(**_plugin_sources, fallback=True) or False
     return _plugin is not False
 
 #----------------------------------------------------------------------------
@@ -69,6 +64,8 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
     assert isinstance(x, torch.Tensor)
     assert impl in ['ref', 'cuda'], f'bias_act: impl must be "ref" or "cuda", got {impl!r}'
     _check_args(x, b, dim, act, clamp)
+    if act == 'linear' and b is None and (gain is None or gain == 1) and clamp is None:
+        return x
     if impl == 'cuda' and x.device.type == 'cuda' and _init():
         return _bias_act_cuda(dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp).apply(x, b)
     return _bias_act_ref(x=x, b=b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
@@ -114,64 +111,62 @@ def _bias_act_cuda(dim=1, act='linear', alpha=None, gain=None, clamp=None):
     spec, alpha, gain, clamp = _resolve(act, alpha, gain, clamp)
     key = (dim, act, alpha, gain, clamp)
     if key not in _bias_act_cuda_cache:
-        _bias_act_cuda_cache[key] = _make_cuda_function(dim, act, spec, alpha, gain, clamp)
+        _bias_act_cuda_cache[key] = _make_cuda_function(dim, spec, alpha, gain, clamp)
     return _bias_act_cuda_cache[key]
 
-def _make_cuda_function(dim, act, spec, alpha, gain, clamp):
-    # Kernel calls: grad=0 forward; grad=1 dx from dy (needs x or y); grad=2 second-order term
-    # d(dx)/dx * dy' (needs x and y). The linear activation with no clamp needs no kernel at all.
-    empty = torch.empty([0])
-    memory_format = lambda t: torch.channels_last if t.ndim > 2 and t.stride(1) == 1 else torch.contiguous_format
+def _memory_format(x):
+    return torch.channels_last if x.ndim == 4 and x.stride(1) == 1 and x.shape[1] > 1 else torch.contiguous_format
 
-    def kernel(x, b, xref, yref, dy, grad):
-        return _plugin.bias_act(x, b, xref, yref, dy, grad, dim, spec.cuda_idx, alpha, gain, clamp)
+def _make_cuda_function(dim, spec, alpha, gain, clamp):
+    # Kernel modes (bias_act.h): grad=0 forward; grad=1 dx = dy * d/ds; grad=2 the second-order
+    # term d_dx * dy * d2/ds2. Activations with a nonzero 2nd derivative keep x (and b) so that
+    # the 2nd-order term flows to them; the others differentiate from the output y.
+    need_x = spec.ref == 'x' or spec.has_2nd_grad
+    need_y = not need_x and (spec.ref == 'y' or clamp >= 0)
+    identity = spec.cuda_idx == 1 and gain == 1 and clamp < 0
+    other_dims = lambda t: [i for i in range(t.ndim) if i != dim]
+
+    def run(x, b, xref, yref, dy, grad):
+        fmt = _memory_format(x)
+        empty = x.new_empty([0])
+        prep = lambda t: empty if t is None else t.contiguous(memory_format=fmt)
+        return _plugin.bias_act(x.contiguous(memory_format=fmt), empty if b is None else b.contiguous(),
+            prep(xref), prep(yref), prep(dy), grad, dim, spec.cuda_idx, alpha, gain, clamp)
 
     class BiasActCuda(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, b):
-            ctx.memory_format = memory_format(x)
-            x = x.contiguous(memory_format=ctx.memory_format)
-            b = b.contiguous() if b is not None else empty.to(x)
-            y = x
-            if act != 'linear' or gain != 1 or clamp >= 0 or b.numel() != 0:
-                y = kernel(x, b, empty.to(x), empty.to(x), empty.to(x), 0)
-            keep_x = 'x' in spec.ref or spec.has_2nd_grad
-            ctx.save_for_backward(x if keep_x else empty.to(x), b if keep_x else empty.to(x),
-                y if 'y' in spec.ref else empty.to(x))
+            y = run(x, b, None, None, None, 0)
+            ctx.save_for_backward(x if need_x else None, b if need_x else None, y if need_y else None)
             return y
 
         @staticmethod
         def backward(ctx, dy):
-            dy = dy.contiguous(memory_format=ctx.memory_format)
             x, b, y = ctx.saved_tensors
             dx = db = None
             if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-                dx = dy
-                if act != 'linear' or gain != 1 or clamp >= 0:
-                    dx = BiasActCudaGrad.apply(dy, x, b, y)
+                dx = dy if identity else BiasActCudaGrad.apply(dy, x, b, y)
             if ctx.needs_input_grad[1]:
-                db = dx.sum([i for i in range(dx.ndim) if i != dim])
+                db = dx.sum(other_dims(dx))
             return dx, db
 
     class BiasActCudaGrad(torch.autograd.Function):
         @staticmethod
         def forward(ctx, dy, x, b, y):
-            ctx.memory_format = memory_format(dy)
-            dx = kernel(dy, b, x, y, empty.to(dy), 1)
-            ctx.save_for_backward(dy if spec.has_2nd_grad else empty.to(dy), x, b, y)
+            dx = run(dy, b, x, y, None, 1)
+            ctx.save_for_backward(dy if spec.has_2nd_grad else None, x, b, y)
             return dx
 
         @staticmethod
         def backward(ctx, d_dx):
-            d_dx = d_dx.contiguous(memory_format=ctx.memory_format)
             dy, x, b, y = ctx.saved_tensors
             d_dy = d_x = d_b = None
             if ctx.needs_input_grad[0]:
                 d_dy = BiasActCudaGrad.apply(d_dx, x, b, y)
             if spec.has_2nd_grad and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
-                d_x = kernel(d_dx, b, x, y, dy, 2)
+                d_x = run(d_dx, b, x, None, dy, 2)
             if spec.has_2nd_grad and ctx.needs_input_grad[2]:
-                d_b = d_x.sum([i for i in range(d_x.ndim) if i != dim])
+                d_b = d_x.sum(other_dims(d_x))
             return d_dy, d_x, d_b, None
 
     return BiasActCuda

@@ -43,7 +43,7 @@ def _grid_sample_bilinear(input, grid):
     N, C, H, W = input.shape
     misc.assert_shape(grid, [N, None, None, 2])
     h, w = grid.shape[1], grid.shape[2]
-    grid = grid.to(input.dtype)
+    grid = grid.to(torch.promote_types(grid.dtype, torch.float32))    # Pixel coordinates need >= fp32 precision.
 
     # Pixel coordinates with align_corners=False: -1 is the left edge of pixel 0, +1 the right edge of pixel W-1.
     px = ((grid[..., 0] + 1) * W - 1) / 2                       # [N, h, w]
@@ -63,7 +63,7 @@ def _grid_sample_bilinear(input, grid):
             index = (yi.clamp(0, H - 1) * W + xi.clamp(0, W - 1)).to(torch.int64)    # [N, h, w]
             index = index.reshape(N, 1, h * w).expand(N, C, h * w)
             values = flat.gather(2, index).reshape(N, C, h, w)
-            weight = (wx * wy * inside.to(input.dtype)).unsqueeze(1)                 # [N, 1, h, w]
+            weight = (wx * wy * inside.to(wx.dtype)).to(input.dtype).unsqueeze(1)     # [N, 1, h, w]
             term = values * weight
             out = term if out is None else out + term
     return out

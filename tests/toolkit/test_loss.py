@@ -6,6 +6,9 @@ the penalty is evaluated as a function of the parameters and differentiated nume
 random direction (central differences), compared with the directional derivative of the
 gradients the loss accumulated.
 
+G runs in training mode as in the loop: with fused modulation the conv weight depends on ws, and
+`no_weight_gradients` (which the toolkit's path-length term uses) would drop part of dL/dws.
+
 lrelu makes the penalty piecewise smooth: a finite difference that flips the sign of one of the
 ~10^5 pre-activations measures a jump, not a derivative. The networks here therefore use a
 smooth activation (swish); the code path (conv2d_resample, upfirdn2d, bias_act, fma,
@@ -18,6 +21,7 @@ import pytest
 import torch
 
 from stylegan2_ada_pytorch.testing import tiny_discriminator, tiny_generator
+from stylegan2_ada_pytorch.torch_utils.ops import conv2d_gradfix
 from stylegan2_ada_pytorch.training.loss import StyleGAN2Loss
 
 #----------------------------------------------------------------------------
@@ -46,6 +50,11 @@ def _random_direction(params, seed):
 SMOOTH_D = dict(block_kwargs=dict(activation='swish'), epilogue_kwargs=dict(mbstd_group_size=2, activation='swish'))
 SMOOTH_G = dict(mapping_kwargs=dict(activation='swish'), synthesis_kwargs=dict(activation='swish'))
 
+@pytest.fixture(autouse=True, params=[False, True], ids=['gradfix_off', 'gradfix_on'])
+def _gradfix(request, monkeypatch):
+    # The training loop turns conv2d_gradfix on; the regularisers must be right both ways.
+    monkeypatch.setattr(conv2d_gradfix, 'enabled', request.param)
+
 def test_r1_gradient_matches_finite_differences():
     G, D = tiny_generator(), tiny_discriminator(**SMOOTH_D)
     D.requires_grad_(True)
@@ -73,6 +82,7 @@ def test_r1_gradient_matches_finite_differences():
 def test_path_length_gradient_matches_finite_differences():
     G, D = tiny_generator(**SMOOTH_G), tiny_discriminator()
     G.requires_grad_(True)
+    G.synthesis.train()   # as in training: non-fused modulation, so the conv weight does not depend on ws
     params = [p for name, p in G.named_parameters() if name.startswith('synthesis.')]
     pl_weight, pl_decay = 2.0, 0.5
     loss = StyleGAN2Loss(device='cpu', G_mapping=G.mapping, G_synthesis=G.synthesis, D=D, style_mixing_prob=0,

@@ -1,0 +1,1 @@
+"""GradStyle command-line tools (click): gradstyle-directions."""

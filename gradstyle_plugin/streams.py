@@ -1,0 +1,97 @@
+"""GradStyle's dual-stream forward (sections 3.1-3.4) over one frozen generator, through the
+toolkit's injection hooks.
+
+    encoding:        W+, T = E(X)                                        (3.1)
+    reconstruction:  X_r = G(W+; GRMs fed with T)  -> residuals F_m     (3.2, eq. 1-4)
+    editing:         X_e = G(W+ + alpha * dW; GAMs fed with F_m)        (3.3, eq. 6-7)
+
+`run_streams` runs all three. Training switches: `detach_residuals` (the GRMs get no gradient from
+editing-stream losses, 3.4), `transform` (a function {stage: F_m} -> {stage: F^_m}, e.g. the
+random perspective of 3.4 applied to the residuals before alignment), and `edit_ws` / `alpha` / `direction` for real edits. The
+intermediates the losses need come back in a `StreamOutputs` (an in-memory result, never pickled).
+
+Shape letters: N batch, L num_ws, D w_dim, C channels, R resolution.
+"""
+
+import dataclasses
+from typing import Callable, Dict, Optional
+
+import torch
+
+#----------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class StreamOutputs:
+    ws:             torch.Tensor                    # [N, L, D] encoder W+ (latent_avg added).
+    img_rec:        torch.Tensor                    # [N, C, R, R] reconstruction stream output X_r.
+    residuals:      Dict[str, torch.Tensor]         # Stage -> F_m (GRM output, before the gate).
+    gates_rec:      Dict[str, torch.Tensor]         # Stage -> g_m in the reconstruction stream.
+    fused_rec:      Dict[str, torch.Tensor]         # Stage -> g_m * F_m (what L_f regularises, eq. 5).
+    ws_edit:        Optional[torch.Tensor] = None   # [N, L, D] edited codes.
+    img_edit:       Optional[torch.Tensor] = None   # [N, C, R, R] editing stream output X_e.
+    residuals_in:   Optional[Dict[str, torch.Tensor]] = None   # Stage -> F^_m fed to the Aligner.
+    aligned:        Optional[Dict[str, torch.Tensor]] = None   # Stage -> F'_m (Aligner output).
+    gates_edit:     Optional[Dict[str, torch.Tensor]] = None
+    fused_edit:     Optional[Dict[str, torch.Tensor]] = None
+
+#----------------------------------------------------------------------------
+
+def encode(encoder, img):
+    """W+ [N, L, D] and features {stage: T_m} of images in [-1, 1]."""
+    return encoder(img)
+
+def reconstruction_stream(G, ws, features, noise_mode='const'):
+    """X_r and the per-stage record {stage: {'F', 'g', 'gF'}} of the GRMs."""
+    record = {}
+    img = G.synthesis(ws, noise_mode=noise_mode, inject_kwargs=dict(stream='rec', features=features, record=record))
+    return img, record
+
+def editing_stream(G, ws_edit, residuals, noise_mode='const'):
+    """X_e from edited codes, with the GAMs aligning `residuals` {stage: F^_m}."""
+    record = {}
+    img = G.synthesis(ws_edit, noise_mode=noise_mode, inject_kwargs=dict(stream='edit', residuals=residuals, record=record))
+    return img, record
+
+def apply_direction(ws, direction, alpha):
+    """W+ + alpha * dW with a direction of shape [D], [1, D], [L, D] or [1, L, D] (W or W+)."""
+    direction = torch.as_tensor(direction, dtype=ws.dtype, device=ws.device)
+    if direction.ndim == 1:
+        direction = direction[None, None, :]
+    elif direction.ndim == 2:
+        direction = direction[None] if direction.shape[0] == ws.shape[1] else direction[:, None, :]
+    if direction.shape[-1] != ws.shape[-1] or direction.shape[1] not in (1, ws.shape[1]):
+        raise ValueError(f'direction of shape {list(direction.shape)} does not fit W+ codes of shape {list(ws.shape[1:])}')
+    return ws + alpha * direction
+
+def run_streams(G, encoder, img, *, edit_ws=None, direction=None, alpha=0.0, transform: Optional[Callable] = None,
+                detach_residuals=True, edit=True, noise_mode='const'):
+    """Encode, reconstruct, and (if `edit`) run the editing stream; returns StreamOutputs.
+
+    The edited codes are `edit_ws` if given, else W+ + alpha * direction (alpha = 0 without a
+    direction: the self-supervised setting of section 3.4).
+
+    Example:
+        >>> out = run_streams(G, E, img, direction=pose, alpha=3.0)
+        >>> out.img_rec, out.img_edit      # reconstruction and edit, [N, 3, R, R] in about [-1, 1]
+    """
+    ws, features = encode(encoder, img)
+    img_rec, rec = reconstruction_stream(G, ws, features, noise_mode=noise_mode)
+    out = StreamOutputs(ws=ws, img_rec=img_rec, residuals={s: r['F'] for s, r in rec.items()},
+        gates_rec={s: r['g'] for s, r in rec.items()}, fused_rec={s: r['gF'] for s, r in rec.items()})
+    if not edit:
+        return out
+    if edit_ws is None:
+        edit_ws = ws if direction is None else apply_direction(ws, direction, alpha)
+    residuals_in = {s: (F.detach() if detach_residuals else F) for s, F in out.residuals.items()}
+    if transform is not None:
+        residuals_in = transform(residuals_in)
+    img_edit, ed = editing_stream(G, edit_ws, residuals_in, noise_mode=noise_mode)
+    out.ws_edit = edit_ws
+    out.img_edit = img_edit
+    out.residuals_in = residuals_in
+    out.aligned = {s: r['F'] for s, r in ed.items()}
+    out.gates_edit = {s: r['g'] for s, r in ed.items()}
+    out.fused_edit = {s: r['gF'] for s, r in ed.items()}
+    return out
+
+#----------------------------------------------------------------------------

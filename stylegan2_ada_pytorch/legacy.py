@@ -33,7 +33,7 @@ from ._safe_unpickle import NetworkPickleError, safe_load
 from .torch_utils import misc, persistence
 from .torch_utils.persistence import UnsafePickleError
 
-__all__ = ['load_network_pkl', 'save_network_pkl', 'load_rosinality_generator', 'UnsafePickleError', 'NetworkPickleError']
+__all__ = ['load_network_pkl', 'load_pkl', 'save_network_pkl', 'load_rosinality_generator', 'UnsafePickleError', 'NetworkPickleError']
 
 _ZIP_MAGIC = b'PK\x03\x04'
 _LEGACY_TORCH_MAGIC = b'\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19'
@@ -94,6 +94,26 @@ def load_network_pkl(f, force_fp16=False):
     if force_fp16:
         result = _force_fp16(result)
     return result
+
+def load_pkl(f):
+    """Safely load a dict pickle of persistent modules and plain data, without the snapshot checks.
+
+    For files that hold other networks than G/D/G_ema (e.g. `dict(encoder=E)`); same allow-list and
+    rebuild rules as load_network_pkl.
+
+    Example:
+        >>> E = legacy.load_pkl('encoder.pkl')['encoder']
+    """
+    data, name = _read_all(f)
+    if _is_torch_checkpoint(data):
+        raise NetworkPickleError(f'{name}: this is a torch checkpoint (.pt), not a pickle')
+    obj = safe_load(io.BytesIO(data), name)
+    if not isinstance(obj, dict):
+        raise NetworkPickleError(f'{name}: top level is a {type(obj).__name__}, expected a dict')
+    try:
+        return dict(rebuild(obj))
+    except (NetworkPickleError, UnsafePickleError) as err:
+        raise type(err)(f'{name}: {err}') from None
 
 def _to_snapshot(obj, name):
     if is_tf_pickle(obj):

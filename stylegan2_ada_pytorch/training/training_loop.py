@@ -84,6 +84,8 @@ def training_loop(
     D_trainable             = '.*',     # Regex: names of D parameters its phases train.
     extra_kwargs            = {},       # {name: kwargs} of extra persistent modules (snapshotted, given to the loss).
     image_grid_max          = None,     # Cap on the number of images in the snapshot grids; None = the toolkit's size.
+    snapshot_extra_data     = {},       # Plain data added to every network snapshot (e.g. a plugin's config).
+    image_grid_kwargs       = None,     # Replace the fakes grids: kwargs (class_name = a function) called as fn(run_dir=, nets=, training_set=, cur_nimg=, device=, rank=, **kwargs).
     **unknown,
 ):
     if unknown:
@@ -135,8 +137,13 @@ def training_loop(
         sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed,
             start_idx=progress.batch_idx * batch_size)
         data_iter = iter(torch.utils.data.DataLoader(dataset=training_set, sampler=sampler, batch_size=batch_size // num_gpus, **data_loader_kwargs))
-        grid = snapshot_images.setup(run_dir, training_set, nets.G_ema, device, rank, random_seed, batch=batch_gpu,
-            max_images=image_grid_max, write=(resume_state is None))
+        grid = None
+        if image_grid_kwargs is None:
+            grid = snapshot_images.setup(run_dir, training_set, nets.G_ema, device, rank, random_seed, batch=batch_gpu,
+                max_images=image_grid_max, write=(resume_state is None))
+        elif resume_state is None:
+            dnnlib.util.call_func_by_name(func_name=image_grid_kwargs['class_name'], run_dir=run_dir, nets=nets,
+                training_set=training_set, cur_nimg=None, device=device, rank=rank, **_without_class(image_grid_kwargs))
     stats = _Stats(run_dir, rank)
     ada_stats = None
     if nets.augment_pipe is not None and ada_target is not None:
@@ -169,10 +176,15 @@ def training_loop(
             abort = _report_tick(progress, nets, phases, start_time, tick_start_time, tick_end_time, maintenance_time, rank, abort_fn)
             done = done or abort
             if image_snapshot_ticks is not None and (done or progress.cur_tick % image_snapshot_ticks == 0):
-                snapshot_images.save(run_dir, grid, nets.G_ema, progress.cur_nimg, rank)
+                if grid is not None:
+                    snapshot_images.save(run_dir, grid, nets.G_ema, progress.cur_nimg, rank)
+                else:
+                    dnnlib.util.call_func_by_name(func_name=image_grid_kwargs['class_name'], run_dir=run_dir, nets=nets,
+                        training_set=training_set, cur_nimg=progress.cur_nimg, device=device, rank=rank, **_without_class(image_grid_kwargs))
             snapshot_pkl = None
             if network_snapshot_ticks is not None and (done or progress.cur_tick % network_snapshot_ticks == 0):
-                snapshot_pkl = _save_snapshot(run_dir, training_set_kwargs, nets, extra_kwargs, progress, phases, loss, ada_stats, device, num_gpus, rank)
+                snapshot_pkl = _save_snapshot(run_dir, training_set_kwargs, nets, extra_kwargs, progress, phases, loss, ada_stats,
+                    device, num_gpus, rank, snapshot_extra_data)
             _evaluate_metrics(metrics, metric_kwargs, snapshot_pkl, nets, training_set_kwargs, rank, device, run_dir, stats)
             stats.write_tick(progress.cur_nimg)
             if progress_fn is not None:
@@ -188,6 +200,9 @@ def training_loop(
     return nets
 
 #----------------------------------------------------------------------------
+
+def _without_class(kwargs):
+    return {key: value for key, value in kwargs.items() if key != 'class_name'}
 
 def _setup_process(device, rank, num_gpus, random_seed, cudnn_benchmark, allow_tf32):
     if device is None:
@@ -349,7 +364,7 @@ def _update_ada(ada_stats, augment_pipe, ada_target, batch_size, ada_interval, a
 
 #----------------------------------------------------------------------------
 
-def _save_snapshot(run_dir, training_set_kwargs, nets, extra_kwargs, progress, phases, loss, ada_stats, device, num_gpus, rank):
+def _save_snapshot(run_dir, training_set_kwargs, nets, extra_kwargs, progress, phases, loss, ada_stats, device, num_gpus, rank, extra_data):
     """network-snapshot-<kimg>.pkl: the toolkit's dict plus extra modules and training_state."""
     state = training_state.capture(progress=progress, phases=phases, loss=loss, augment_pipe=nets.augment_pipe,
         ada_stats=ada_stats, device=device, num_gpus=num_gpus)
@@ -359,6 +374,7 @@ def _save_snapshot(run_dir, training_set_kwargs, nets, extra_kwargs, progress, p
         for name in ['G', 'D', 'G_ema', 'augment_pipe', *extra_kwargs]:
             module = nets[name]
             data[name] = None if module is None else copy.deepcopy(module).eval().requires_grad_(False).cpu()
+        data.update(copy.deepcopy(dict(extra_data)))
         data['training_state'] = state
         legacy.save_network_pkl(data, snapshot_pkl)
     return snapshot_pkl

@@ -171,7 +171,7 @@ def test_pickling_drops_cached_labels_and_zip_handle(rgb_dataset):
     assert ds._zipfile is not None and ds._raw_labels is not None
     state = ds.__getstate__()
     assert state['_raw_labels'] is None and state['_zipfile'] is None
-    clone = pickle.loads(pickle.dumps(ds)) # what a DataLoader worker receives
+    clone = pickle.loads(pickle.dumps(ds)) # what a DataLoader worker receives  # safe: bytes this test just made
     assert clone._zipfile is None and clone._raw_labels is None
     img, label = clone[3]
     np.testing.assert_array_equal(img, ds[3][0])

@@ -134,7 +134,7 @@ def test_spec_lives_in_init_kwargs_and_survives_rebuild_and_pickle():
     torch.testing.assert_close(G2(z, None, noise_mode='const'), ref, rtol=0, atol=0)
 
     # Our own pickle with our own global names: plain pickle.loads is acceptable for it.
-    G3 = pickle.loads(persistence.dumps(G, toolkit_names=False))
+    G3 = pickle.loads(persistence.dumps(G, toolkit_names=False))  # safe: bytes this test just made
     assert G3.init_kwargs == G.init_kwargs
     torch.testing.assert_close(G3(z, None, noise_mode='const'), ref, rtol=0, atol=0)
 
@@ -277,7 +277,7 @@ def test_transient_handles():
     assert list(G.state_dict()) == keys                      # not a submodule
     # Neither pickled nor deep-copied.
     assert not copy.deepcopy(G).synthesis.has_transient_injectors()
-    assert not pickle.loads(persistence.dumps(G, toolkit_names=False)).synthesis.has_transient_injectors()
+    assert not pickle.loads(persistence.dumps(G, toolkit_names=False)).synthesis.has_transient_injectors()  # safe: bytes this test just made
     G(z, None)
     assert rec == ['r']
     h.remove()

@@ -646,7 +646,7 @@ def test_pickle_round_trip_and_rebuild():
     D = testing.tiny_discriminator()
     z = torch.randn(2, 32)
     # Our own pickle, written with our own global names: plain pickle.loads is fine for it.
-    data = pickle.loads(persistence.dumps(dict(G=G, D=D), toolkit_names=False))
+    data = pickle.loads(persistence.dumps(dict(G=G, D=D), toolkit_names=False))  # safe: bytes this test just made
     G2, D2 = data['G'], data['D']
     assert type(G2) is type(G) and G2.init_kwargs == G.init_kwargs
     torch.testing.assert_close(G2(z, None, noise_mode='const'), G(z, None, noise_mode='const'), rtol=0, atol=0)
@@ -683,7 +683,7 @@ def test_stored_source_runs_standalone_under_toolkit_names(monkeypatch):
     module = types.ModuleType('_stored_networks_under_test')
     monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setitem(persistence._module_to_src_dict, module, src)
-    exec(compile(src, '<stored networks.py>', 'exec'), module.__dict__)
+    exec(compile(src, '<stored networks.py>', 'exec'), module.__dict__)  # safe: bytes this test just made
 
     G = testing.tiny_generator(synthesis_kwargs=dict(num_fp16_res=2, conv_clamp=256,
         injector_kwargs={'b16': [testing.zero_conv_spec(16)]}))

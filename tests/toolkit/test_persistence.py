@@ -125,7 +125,7 @@ def test_meta_record():
 def test_own_names_round_trip_and_deepcopy():
     m = Pair(6)
     x = torch.randn(3, 6)
-    for clone in [pickle.loads(persistence.dumps(m, toolkit_names=False)), copy.deepcopy(m)]:
+    for clone in [pickle.loads(persistence.dumps(m, toolkit_names=False)), copy.deepcopy(m)]:  # safe: bytes this test just made
         assert type(clone) is type(m)
         assert clone.init_kwargs == m.init_kwargs
         assert torch.equal(clone(x), m(x))

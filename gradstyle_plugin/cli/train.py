@@ -1,0 +1,117 @@
+"""`gradstyle-train`: train GradStyle's GRMs and GAMs on a frozen generator and encoder (section 3.4).
+
+Runs on the toolkit's training loop, so run dirs, snapshots, stats.jsonl, --resume and --gpus work
+as in `stylegan2-train`. The configuration comes from the pure `setup_training_config()`; this
+command parses options, saves the initial networks to a temporary pickle the loop starts from, and
+launches one process per --gpus.
+"""
+
+import json
+import os
+import tempfile
+
+import click
+
+from stylegan2_ada_pytorch import legacy
+from stylegan2_ada_pytorch.cli import train as toolkit_train
+from stylegan2_ada_pytorch.dnnlib import UserError
+from gradstyle_plugin import presets
+from gradstyle_plugin.train_config import setup_training_config
+
+#----------------------------------------------------------------------------
+
+def _stage_list(value):
+    return None if value in (None, '') else [s.strip() for s in value.split(',') if s.strip()]
+
+def launch(desc, args, init, outdir):
+    """Create the run dir, write training_options.json and the initial pickle, run the processes."""
+    os.makedirs(outdir, exist_ok=True)
+    args.run_dir = toolkit_train.next_run_dir(outdir, desc)
+    os.makedirs(args.run_dir)
+    with open(os.path.join(args.run_dir, 'training_options.json'), 'wt') as f:
+        json.dump(args, f, indent=2)
+    with tempfile.TemporaryDirectory() as temp_dir:
+        if 'resume_pkl' not in args:   # a fresh run starts from --network + --encoder with GradStyle attached
+            args.resume_pkl = os.path.join(temp_dir, 'init.pkl')
+            legacy.save_network_pkl(dict(G=init.G, D=init.D, G_ema=init.G_ema, encoder=init.encoder), args.resume_pkl)
+        if args.num_gpus == 1:
+            toolkit_train.subprocess_fn(rank=0, args=args, temp_dir=temp_dir)
+        else:
+            import torch
+            torch.multiprocessing.spawn(fn=toolkit_train.subprocess_fn, args=(args, temp_dir), nprocs=args.num_gpus)
+    return args.run_dir
+
+#----------------------------------------------------------------------------
+
+@click.command()
+# Inputs.
+@click.option('--network',        help='Generator pickle (any format the toolkit loader reads)', metavar='PKL')
+@click.option('--encoder',        help='e4e checkpoint (.pt) or a pickle with an "encoder" entry', metavar='PATH')
+@click.option('--data',           help='Training images (folder or zip made by stylegan2-dataset)', required=True, metavar='PATH')
+@click.option('--outdir',         help='Where to make the run directory', required=True, metavar='DIR')
+@click.option('--resume',         help='Continue a gradstyle-train snapshot (replaces --network/--encoder)', metavar='PKL')
+# Model.
+@click.option('--preset',         help='Stage widths/depths', type=click.Choice(list(presets.config_presets)), default='paper', show_default=True)
+@click.option('--stages',         help='Comma-separated stages, e.g. b16,b32,b64 [default: the 3 largest up to 64]', metavar='LIST')
+@click.option('--mu',             help='Selective Attention kept fraction (0, 1] [default: preset, 0.5]', type=click.FloatRange(min=0, min_open=True, max=1), metavar='FLOAT')
+@click.option('--perspective',    help='Random perspective strength applied to the residuals', type=click.FloatRange(min=0, max=1, max_open=True), default=0.3, show_default=True, metavar='FLOAT')
+# Schedule.
+@click.option('--batch',          help='Total batch size', type=click.IntRange(min=1), default=4, show_default=True, metavar='INT')
+@click.option('--batch-gpu',      help='Samples per process at a time [default: batch / gpus]', type=click.IntRange(min=1), metavar='INT')
+@click.option('--kimg',           help='Training duration in thousands of images', type=click.FloatRange(min=0, min_open=True), default=100, show_default=True, metavar='KIMG')
+@click.option('--lr',             help='Learning rate (Adam with Lookahead for GradStyle, Adam for D)', type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True, metavar='FLOAT')
+@click.option('--lookahead-k',    help='Lookahead: inner steps per slow update', type=click.IntRange(min=1), default=5, show_default=True, metavar='INT')
+@click.option('--lookahead-alpha', help='Lookahead: slow step size', type=click.FloatRange(min=0, max=1), default=0.5, show_default=True, metavar='FLOAT')
+@click.option('--ema-kimg',       help='Half-life of the G_ema average in kimg (0: G_ema = G)', type=click.FloatRange(min=0), default=0, show_default=True, metavar='KIMG')
+@click.option('--gpus',           help='Number of processes (GPUs, or CPU processes without CUDA)', type=click.IntRange(min=1), default=1, show_default=True, metavar='INT')
+@click.option('--snap',           help='Snapshot interval in ticks (a tick is kimg/10, at most 4)', type=click.IntRange(min=1), default=10, show_default=True, metavar='TICKS')
+@click.option('--seed',           help='Random seed', type=int, default=0, show_default=True, metavar='INT')
+# Loss weights.
+@click.option('--l2',             help='lambda_l2, both streams (e4e value)', type=click.FloatRange(min=0), default=1.0, show_default=True, metavar='FLOAT')
+@click.option('--lpips',          help='lambda_lpips, both streams (e4e value)', type=click.FloatRange(min=0), default=0.8, show_default=True, metavar='FLOAT')
+@click.option('--id',             help='lambda_id, both streams (e4e value for faces)', type=click.FloatRange(min=0), default=0.1, show_default=True, metavar='FLOAT')
+@click.option('--adv',            help='lambda_adv, both streams (ours)', type=click.FloatRange(min=0), default=0.1, show_default=True, metavar='FLOAT')
+@click.option('--lf',             help='lambda_f of the gate regulariser L_f, eq. 5 (ours)', type=click.FloatRange(min=0), default=0.01, show_default=True, metavar='FLOAT')
+@click.option('--aligner',        help='lambda_aligner of L_aligner, eq. 10 (ours)', type=click.FloatRange(min=0), default=1.0, show_default=True, metavar='FLOAT')
+@click.option('--r1-gamma',       help='R1 weight for fine-tuning D', type=click.FloatRange(min=0), default=10.0, show_default=True, metavar='FLOAT')
+# Loss networks (local files only; nothing is downloaded).
+@click.option('--lpips-weights',  help='torchvision vgg16 state dict for LPIPS, or "random" [default: LPIPS off]', metavar='PTH')
+@click.option('--id-weights',     help='ArcFace model_ir_se50.pth or MoCo-v2 ResNet-50 checkpoint [default: ID loss off]', metavar='PTH')
+@click.option('--id-domain',      help='Kind of --id-weights', type=click.Choice(['auto', 'face', 'moco']), default='auto', show_default=True)
+# Performance, output.
+@click.option('--workers',        help='Data loader worker processes', type=click.IntRange(min=0), default=3, show_default=True, metavar='INT')
+@click.option('--device',         help='Torch device [default: cuda if available, else cpu]', metavar='DEV')
+@click.option('--grid-images',    help='Rows of the source | reconstruction | edit grids', type=click.IntRange(min=1), default=8, show_default=True, metavar='INT')
+@click.option('-n', '--dry-run',  help='Print the configuration as JSON and exit', is_flag=True)
+def main(outdir, dry_run, stages, **opts):
+    """Train GradStyle (GRMs, GAMs and the shared gates) on a frozen StyleGAN2 generator and encoder.
+
+    \b
+    Examples:
+
+    \b
+    # FFHQ at 1024 from NVIDIA's pickle and the official e4e encoder, 8 GPUs:
+    gradstyle-train --network ffhq.pkl --encoder e4e_ffhq_encode.pt --data ffhq1024.zip \\
+        --outdir runs --gpus 8 --batch 8 --lpips-weights vgg16.pth --id-weights model_ir_se50.pth
+
+    \b
+    # A tiny CPU run (32 px generator and encoder made with stylegan2-train / the Python API):
+    gradstyle-train --network tiny.pkl --encoder tiny-encoder.pkl --data faces32.zip --outdir runs \\
+        --preset tiny --kimg 2 --workers 0 --lpips-weights random
+    """
+    try:
+        desc, args, init = setup_training_config(stages=_stage_list(stages), **opts)
+    except UserError as err:
+        raise click.ClickException(str(err))
+    if dry_run:
+        click.echo(json.dumps(args, indent=2))
+        return
+    run_dir = launch(desc, args, init, outdir)
+    click.echo(f'Run directory: {run_dir}')
+
+#----------------------------------------------------------------------------
+
+if __name__ == '__main__':
+    main()
+
+#----------------------------------------------------------------------------

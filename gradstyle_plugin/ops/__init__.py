@@ -1,0 +1,1 @@
+"""C++ sources of the Selective Attention op (built on first use)."""

@@ -1,0 +1,179 @@
+"""Configuration of gradstyle-train: the toolkit's training_loop kwargs for GradStyle (section 3.4).
+
+`setup_training_config(**opts)` reads the input files (it writes nothing), checks that they fit
+together, and returns `(desc, args, init)`: the run-dir description, the training_loop kwargs, and
+the initial networks (G, D, G_ema with GradStyle attached, and the encoder) that the launcher saves
+to a temporary pickle the loop resumes from. Every problem is a `UserError` naming the flag.
+
+What trains: `G_trainable` selects GradStyle's stages (`synthesis.injectors.*`); G's own weights
+and the encoder (an extra module of the loop, carried in every snapshot) stay frozen; D is
+fine-tuned in its own phases. The G optimiser is Adam with Lookahead.
+"""
+
+import os
+
+import torch
+
+from stylegan2_ada_pytorch import dnnlib, legacy
+from stylegan2_ada_pytorch.dnnlib import UserError
+from gradstyle_plugin import attach, presets
+from gradstyle_plugin import encoder as encoder_module
+
+#----------------------------------------------------------------------------
+
+COMMON_KEYS = ('c_dim', 'img_resolution', 'img_channels')     # the loop passes these from the dataset
+LOSS_CLASS = 'gradstyle_plugin.loss.GradStyleLoss'
+GRID_FUNC = 'gradstyle_plugin.snapshot_grid.save_stream_grid'
+
+def _load_snapshot(path, flag):
+    if path is None:
+        raise UserError(f'{flag}: required')
+    if not os.path.isfile(path):
+        raise UserError(f'{flag}: no such file: {path}')
+    try:
+        with open(path, 'rb') as f:
+            return legacy.load_network_pkl(f)
+    except (legacy.UnsafePickleError, legacy.NetworkPickleError, ValueError, KeyError) as err:
+        raise UserError(f'{flag}: {err}')
+
+def load_encoder(path):
+    """An E4EEncoder from an e4e checkpoint (.pt) or from a pickle holding an `encoder` entry."""
+    if path is None:
+        raise UserError('--encoder: required (an e4e checkpoint such as e4e_ffhq_encode.pt, or a pickle with an encoder)')
+    if not os.path.isfile(path):
+        raise UserError(f'--encoder: no such file: {path}')
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    try:
+        if head == b'PK\x03\x04':
+            return encoder_module.load_e4e_checkpoint(path)[0]
+        data = legacy.load_pkl(path)
+    except (legacy.UnsafePickleError, legacy.NetworkPickleError, ValueError, KeyError) as err:
+        raise UserError(f'--encoder: {err}')
+    if not isinstance(data.get('encoder'), torch.nn.Module):
+        raise UserError(f'--encoder: {path} holds no "encoder" entry')
+    return data['encoder']
+
+def _kwargs_of(module, drop=COMMON_KEYS):
+    kwargs = dnnlib.EasyDict(class_name=f'{type(module).__module__}.{type(module).__name__}', **module.init_kwargs)
+    for key in drop:
+        kwargs.pop(key, None)
+    return kwargs
+
+#----------------------------------------------------------------------------
+
+def _check_fit(G, E, dataset, stages):
+    if E.num_ws != G.num_ws or E.w_dim != G.w_dim:
+        raise UserError(f'--encoder: produces W+ codes [{E.num_ws}, {E.w_dim}] but the --network generator takes [{G.num_ws}, {G.w_dim}]')
+    if dataset.resolution != G.img_resolution or dataset.num_channels != G.img_channels:
+        raise UserError(f'--data: images are {dataset.num_channels}x{dataset.resolution}x{dataset.resolution} but the --network '
+            f'generator makes {G.img_channels}x{G.img_resolution}x{G.img_resolution}')
+    if dataset.resolution < E.img_resolution:
+        raise UserError(f'--encoder: takes {E.img_resolution}px inputs, larger than the {dataset.resolution}px --data images')
+    missing = [s for s in stages if s not in E.stage_names]
+    if missing:
+        raise UserError(f'--stages: the encoder has no features for {", ".join(missing)} (it provides {", ".join(E.stage_names)})')
+
+def _initial_networks(network, encoder, resume, preset, stages, mu):
+    """(G, D, G_ema, E) with GradStyle attached; from --resume if given, else --network + --encoder."""
+    if resume is not None:
+        data = _load_snapshot(resume, '--resume')
+        if not attach.stage_modules(data['G']) or not isinstance(data.get('encoder'), torch.nn.Module):
+            raise UserError(f'--resume: {resume} is not a gradstyle-train snapshot (no GradStyle stages or no encoder)')
+        return data['G'], data['D'], data['G_ema'], data['encoder']
+    data = _load_snapshot(network, '--network')
+    E = load_encoder(encoder)
+    if attach.stage_modules(data['G_ema']):
+        raise UserError('--network: already has GradStyle attached; continue that run with --resume instead')
+    G = attach.attach(data['G'], preset=preset, stages=stages, mu=mu, feature_channels=E.feature_channels)
+    G_ema = attach.attach(data['G_ema'], preset=preset, stages=stages, mu=mu, feature_channels=E.feature_channels)
+    with torch.no_grad():   # both start from the same GradStyle weights
+        src = dict(G.named_parameters())
+        for name, p in G_ema.named_parameters():
+            if name.startswith('synthesis.injectors.'):
+                p.copy_(src[name])
+    return G, data['D'], G_ema, E
+
+#----------------------------------------------------------------------------
+
+def setup_training_config(
+    network=None, encoder=None, data=None, resume=None,                     # Inputs.
+    preset='paper', stages=None, mu=None, perspective=0.3,                  # Model.
+    batch=4, batch_gpu=None, kimg=100, lr=1e-4, gpus=1, snap=10, seed=0,    # Schedule.
+    lookahead_k=5, lookahead_alpha=0.5, ema_kimg=0.0, r1_gamma=10.0,
+    l2=1.0, lpips=0.8, id=0.1, adv=0.1, lf=0.01, aligner=1.0,              # Loss weights.
+    lpips_weights=None, id_weights=None, id_domain='auto',                  # Loss networks.
+    workers=3, device=None, grid_images=8,                                  # Performance, output.
+):
+    """Build (desc, training_loop kwargs, initial networks). Reads files, writes nothing."""
+    if not (gpus >= 1 and gpus & (gpus - 1) == 0):
+        raise UserError('--gpus must be a power of two')
+    if batch < 1 or batch % gpus != 0:
+        raise UserError('--batch must be at least 1 and divisible by --gpus')
+    batch_gpu = batch // gpus if batch_gpu is None else batch_gpu
+    if (batch // gpus) % batch_gpu != 0:
+        raise UserError('--batch-gpu must divide --batch / --gpus')
+    if not 0 <= perspective < 1:
+        raise UserError('--perspective must be in [0, 1)')
+    if data is None or not os.path.exists(data):
+        raise UserError(f'--data: no such folder or zip: {data}')
+    training_set_kwargs = dnnlib.EasyDict(class_name='stylegan2_ada_pytorch.training.dataset.ImageFolderDataset', path=data,
+        use_labels=False, xflip=False)
+    try:
+        dataset = dnnlib.util.construct_class_by_name(**training_set_kwargs)
+    except (IOError, ValueError) as err:
+        raise UserError(f'--data: {err}')
+    training_set_kwargs.resolution = dataset.resolution
+
+    G, D, G_ema, E = _initial_networks(network, encoder, resume, preset, stages, mu)
+    stage_names = list(attach.stage_modules(G_ema))
+    _check_fit(G_ema, E, dataset, stage_names)
+    if D is None and adv != 0:
+        raise UserError('--network: has no discriminator (rosinality/e4e checkpoints carry none); pass --adv 0 or a pickle with D')
+    _check_loss_networks(lpips, lpips_weights, id, id_weights, id_domain)
+
+    args = dnnlib.EasyDict(num_gpus=gpus, random_seed=seed, batch_size=batch, batch_gpu=batch_gpu, total_kimg=kimg,
+        kimg_per_tick=max(min(kimg / 10, 4), 0.001), image_snapshot_ticks=snap, network_snapshot_ticks=snap, metrics=[])
+    args.training_set_kwargs = training_set_kwargs
+    args.data_loader_kwargs = dnnlib.EasyDict(pin_memory=torch.cuda.is_available(), num_workers=workers)
+    if workers > 0:
+        args.data_loader_kwargs.prefetch_factor = 2
+    args.G_kwargs = _kwargs_of(G_ema)
+    args.D_kwargs = _kwargs_of(D) if D is not None else _default_D_kwargs(G_ema)
+    args.extra_kwargs = dnnlib.EasyDict(encoder=_kwargs_of(E, drop=()))
+    args.G_trainable = r'synthesis\.injectors\..*'
+    args.D_trainable = '.*' if adv != 0 else '(?!)'     # nothing: D is not used without the adversarial term
+    args.G_reg_interval = None
+    args.D_reg_interval = 16
+    args.G_opt_kwargs = dnnlib.EasyDict(class_name='gradstyle_plugin.optim.Lookahead', lr=lr, betas=[0.9, 0.999], eps=1e-8,
+        k=lookahead_k, alpha=lookahead_alpha)
+    args.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=lr, betas=[0.9, 0.999], eps=1e-8)
+    args.loss_kwargs = dnnlib.EasyDict(class_name=LOSS_CLASS, l2_weight=l2, lpips_weight=lpips, id_weight=id, adv_weight=adv,
+        f_weight=lf, aligner_weight=aligner, r1_gamma=r1_gamma, perspective=perspective, lpips_weights=lpips_weights,
+        id_weights=id_weights, id_domain=id_domain)
+    args.augment_kwargs = None
+    args.ema_kimg = ema_kimg
+    args.ema_rampup = None
+    args.image_grid_kwargs = dnnlib.EasyDict(class_name=GRID_FUNC, num_images=grid_images)
+    args.snapshot_extra_data = dict(gradstyle_config=dict(preset=preset if resume is None else 'resumed', stages=stage_names,
+        mu=float(attach.stage_modules(G_ema)[stage_names[0]].aligner.attns[0].mu), encoder_num_ws=E.num_ws))
+    if device is not None:
+        args.device = device
+    if resume is not None:
+        args.resume_pkl = resume     # networks and training_state; otherwise the launcher saves `init`
+    desc = f'{dataset.name}-gradstyle-{preset}-batch{batch}-kimg{kimg:g}' + ('-resume' if resume else '')
+    return desc, args, dnnlib.EasyDict(G=G, D=D, G_ema=G_ema, encoder=E)
+
+def _default_D_kwargs(G):
+    return dnnlib.EasyDict(class_name='stylegan2_ada_pytorch.networks.Discriminator', channel_base=16384, channel_max=512)
+
+def _check_loss_networks(lpips, lpips_weights, id, id_weights, id_domain):
+    from gradstyle_plugin import perceptual
+    if lpips != 0 and lpips_weights is not None and lpips_weights != 'random' and not os.path.isfile(lpips_weights):
+        raise UserError(f'--lpips-weights: no such file: {lpips_weights}')
+    if id != 0 and id_weights is not None:
+        if not os.path.isfile(id_weights):
+            raise UserError(f'--id-weights: no such file: {id_weights}')
+        perceptual.build_id_loss(id_weights, domain=id_domain)   # raises a UserError naming --id-weights
+
+#----------------------------------------------------------------------------

@@ -1,0 +1,176 @@
+"""gradstyle-train on a tiny generator and encoder: it learns, routes gradients, snapshots, resumes.
+
+Images: random crops of scikit-image's sample photos at 32x32 (real photos, offline).
+"""
+
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from click.testing import CliRunner
+
+from stylegan2_ada_pytorch import dnnlib, legacy, testing
+from stylegan2_ada_pytorch.training import training_loop
+from gradstyle_plugin import attach, streams
+from gradstyle_plugin import encoder as encoder_module
+from gradstyle_plugin.cli import train as train_cli
+from gradstyle_plugin.train_config import setup_training_config
+
+pytestmark = pytest.mark.integration
+
+#----------------------------------------------------------------------------
+
+def _photo_crops(count, seed):
+    skimage_data = pytest.importorskip('skimage.data')
+    photos = [skimage_data.astronaut(), skimage_data.coffee(), skimage_data.chelsea(), skimage_data.rocket()]
+    rnd = np.random.RandomState(seed)
+    crops = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        size = rnd.randint(96, min(photo.shape[:2]))
+        y, x = rnd.randint(0, photo.shape[0] - size), rnd.randint(0, photo.shape[1] - size)
+        crop = PIL.Image.fromarray(photo[y:y + size, x:x + size]).resize((32, 32), PIL.Image.LANCZOS)
+        crops.append(np.asarray(crop))
+    return crops
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp('gradstyle_inputs')
+    data = root / 'train'
+    data.mkdir()
+    for i, crop in enumerate(_photo_crops(16, seed=0)):
+        PIL.Image.fromarray(crop).save(data / f'{i:02d}.png')
+    G = testing.tiny_generator()
+    legacy.save_network_pkl(dict(G=G, D=testing.tiny_discriminator(), G_ema=G), str(root / 'G.pkl'))
+    torch.manual_seed(0)
+    E = dnnlib.util.construct_class_by_name(**encoder_module.small_encoder_kwargs(32, w_dim=32, feature_channels=32)).eval()
+    with torch.no_grad():
+        E.latent_avg.copy_(G.mapping.w_avg)   # e4e adds the generator's mean w
+    legacy.save_network_pkl(dict(encoder=E), str(root / 'encoder.pkl'))
+    held_out = torch.from_numpy(np.stack(_photo_crops(8, seed=99))).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return dnnlib.EasyDict(data=str(data), G=str(root / 'G.pkl'), encoder=str(root / 'encoder.pkl'), held_out=held_out)
+
+def _config(inputs, **overrides):
+    opts = dict(network=inputs.G, encoder=inputs.encoder, data=inputs.data, preset='tiny', batch=4, kimg=0.064, lr=2e-3,
+        snap=100, workers=0, lpips_weights='random', adv=0.05, grid_images=4)
+    opts.update(overrides)
+    return setup_training_config(**opts)
+
+def _run(inputs, run_dir, **overrides):
+    desc, args, init = _config(inputs, **overrides)
+    os.makedirs(run_dir, exist_ok=True)
+    args.run_dir = run_dir
+    if 'resume_pkl' not in args:
+        args.resume_pkl = os.path.join(run_dir, 'init.pkl')
+        legacy.save_network_pkl(dict(G=init.G, D=init.D, G_ema=init.G_ema, encoder=init.encoder), args.resume_pkl)
+    args.pop('num_gpus')
+    return training_loop.training_loop(**args)
+
+def _snapshot(run_dir):
+    [name] = [f for f in os.listdir(run_dir) if f.startswith('network-snapshot-')]
+    with open(os.path.join(run_dir, name), 'rb') as f:
+        return legacy.load_network_pkl(f), os.path.join(run_dir, name)
+
+#----------------------------------------------------------------------------
+
+def test_short_run_beats_encoder_only_reconstruction(inputs, tmp_path):
+    nets = _run(inputs, str(tmp_path), kimg=0.4)
+    G, E, x = nets.G_ema, nets.encoder, inputs.held_out
+    lpips = pytest.importorskip('gradstyle_plugin.perceptual').build_lpips('random')
+    with torch.no_grad():
+        out = streams.run_streams(G, E, x, transform=None)
+        plain = attach.detach_gradstyle(G).synthesis(out.ws, noise_mode='const')    # e4e only: W+ and the frozen G
+        l2_e4e = float((plain - x).square().mean())
+        l2_rec = float((out.img_rec - x).square().mean())
+        lp_e4e = float(lpips(plain, x).mean())
+        lp_rec = float(lpips(out.img_rec, x).mean())
+    stats = [json.loads(line) for line in open(tmp_path / 'stats.jsonl')]
+    aligner = [s['Loss/aligner']['mean'] for s in stats if 'Loss/aligner' in s]
+    print(f'held-out L2: e4e-only {l2_e4e:.4f} -> GradStyle {l2_rec:.4f}; LPIPS(random VGG): {lp_e4e:.4f} -> {lp_rec:.4f}; '
+          f'L_aligner per tick: {aligner[0]:.4f} -> {aligner[-1]:.4f}')
+    assert l2_rec < 0.8 * l2_e4e
+    assert lp_rec < lp_e4e
+    assert aligner[-1] < aligner[0]
+    assert os.path.isfile(tmp_path / 'streams_init.png')
+
+def test_gradient_routing_in_the_training_loss(inputs):
+    _desc, args, init = _config(inputs)
+    G, D, E = init.G.train(), init.D, init.encoder
+    loss = dnnlib.util.construct_class_by_name(device=torch.device('cpu'), G_mapping=G.mapping, G_synthesis=G.synthesis,
+        D=D, encoder=E, **args.loss_kwargs)
+    trainable = [p for n, p in G.named_parameters() if n.startswith('synthesis.injectors.')]
+    for p in trainable:
+        p.requires_grad_(True)
+    real = inputs.held_out[:4]
+    loss.accumulate_gradients('Gboth', real, None, None, None, True, 1)
+    frozen = [p for n, p in G.named_parameters() if not n.startswith('synthesis.injectors.')]
+    assert all(p.grad is None for p in frozen) and all(p.grad is None for p in E.parameters())
+    assert all(p.grad is None for p in D.parameters()), 'D got gradients in the G phase'
+    assert any(p.grad is not None and float(p.grad.abs().max()) > 0 for p in attach.gam_parameters(G))
+    for p in trainable:
+        p.grad = None
+    # Editing-stream terms alone (L_aligner) reach no GRM parameter.
+    out = loss.run_streams(real)
+    sum((out.aligned[s] - out.residuals[s].detach()).abs().mean() for s in out.aligned).backward()
+    assert all(p.grad is None or float(p.grad.abs().max()) == 0 for p in attach.grm_parameters(G))
+    for p in trainable:
+        p.requires_grad_(False)
+    D.requires_grad_(True)
+    loss.accumulate_gradients('Dmain', real, None, None, None, True, 1)
+    assert all(p.grad is None for p in trainable)
+    assert any(p.grad is not None and float(p.grad.abs().max()) > 0 for p in D.parameters())
+
+def test_snapshot_loads_safely_and_resume_matches(inputs, tmp_path):
+    full, part, cont = (str(tmp_path / n) for n in ('full', 'part', 'cont'))
+    nets_full = _run(inputs, full, kimg=0.032)
+    _run(inputs, part, kimg=0.016)
+    data, snap = _snapshot(part)
+    assert isinstance(data['encoder'], torch.nn.Module) and data['gradstyle_config']['stages'] == ['b8', 'b16', 'b32']
+    assert list(data['G_ema'].synthesis.injectors) == ['b8', 'b16', 'b32']
+    nets_cont = _run(inputs, cont, kimg=0.032, resume=snap)
+    for name in ['G', 'G_ema', 'D']:
+        for (n1, t1), (n2, t2) in zip(nets_full[name].state_dict().items(), nets_cont[name].state_dict().items()):
+            assert torch.equal(t1, t2), f'{name}.{n1} differs after resume'
+
+def test_dry_run_prints_json_and_help_documents_defaults(inputs, tmp_path):
+    result = CliRunner().invoke(train_cli.main, ['--network', inputs.G, '--encoder', inputs.encoder, '--data', inputs.data,
+        '--outdir', str(tmp_path), '--preset', 'tiny', '--dry-run'])
+    assert result.exit_code == 0, result.output
+    config = json.loads(result.output)
+    assert config['G_trainable'] == r'synthesis\.injectors\..*' and config['loss_kwargs']['aligner_weight'] == 1.0
+    assert config['G_opt_kwargs']['class_name'] == 'gradstyle_plugin.optim.Lookahead'
+    assert os.listdir(tmp_path) == []
+    help_text = CliRunner().invoke(train_cli.main, ['--help'], terminal_width=200).output
+    for flag in ['--network', '--encoder', '--data', '--outdir', '--batch', '--kimg', '--lr', '--mu', '--stages', '--l2',
+                 '--lpips', '--id', '--adv', '--lf', '--aligner', '--id-weights', '--lpips-weights', '--gpus', '--resume',
+                 '--seed', '--dry-run']:
+        assert flag in help_text, flag
+
+@pytest.mark.parametrize('change, message', [
+    (dict(encoder='missing.pkl'), '--encoder: no such file'),
+    (dict(network=None), '--network: required'),
+    (dict(data='nowhere'), '--data: no such folder or zip'),
+    (dict(stages='b4,b8'), '--stages: the encoder has no features for b4'),
+    (dict(id_weights='nope.pth'), '--id-weights: no such file'),
+])
+def test_bad_inputs_name_the_flag(inputs, tmp_path, change, message):
+    argv = dict(network=inputs.G, encoder=inputs.encoder, data=inputs.data, outdir=str(tmp_path), preset='tiny')
+    argv.update(change)
+    args = []
+    for key, value in argv.items():
+        if value is not None:
+            args += [f'--{key.replace("_", "-")}', value]
+    result = CliRunner().invoke(train_cli.main, args + ['--dry-run'])
+    assert result.exit_code != 0 and message in result.output, result.output
+
+def test_encoder_generator_mismatch(inputs, tmp_path):
+    E = dnnlib.util.construct_class_by_name(**encoder_module.small_encoder_kwargs(32, w_dim=32, feature_channels=32, num_ws=6))
+    path = str(tmp_path / 'e6.pkl')
+    legacy.save_network_pkl(dict(encoder=E), path)
+    with pytest.raises(dnnlib.UserError, match=r'--encoder: produces W\+ codes \[6, 32\] but the --network generator takes \[8, 32\]'):
+        _config(inputs, encoder=path)
+
+#----------------------------------------------------------------------------

@@ -5,8 +5,8 @@ Selective Attention, shared Gate&Fusion) are persistent injectors attached to a 
 and the dual-stream forward runs through the toolkit's injection hooks.
 
     >>> import stylegan2_ada_pytorch as sg
-    >>> from gradstyle_plugin import attach, GradStyleNet
-    >>> G = attach(sg.load_network_pkl(open('ffhq.pkl', 'rb'))['G_ema'], preset='paper')
+    >>> from gradstyle_plugin import GradStyleNet, attach_gradstyle
+    >>> G = attach_gradstyle(sg.load_network_pkl(open('ffhq.pkl', 'rb'))['G_ema'], preset='paper')
     >>> net = GradStyleNet.from_modules(G, encoder)
     >>> out = net(images, direction=pose, alpha=3.0)       # out.img_rec, out.img_edit
 
@@ -14,10 +14,11 @@ Modules: `encoder` (e4e-compatible), `grm`, `gam`, `selective_attention`, `stage
 `attach`, `streams`, `network`, `loss` (training objective), `train_config`, `edit`, `cli`.
 """
 
-from gradstyle_plugin.attach import attach, detach_gradstyle, stage_modules
+from gradstyle_plugin.attach import attach as attach_gradstyle
+from gradstyle_plugin.attach import detach_gradstyle, stage_modules
 from gradstyle_plugin.network import GradStyleNet
 from gradstyle_plugin.presets import config_presets, default_stages
 from gradstyle_plugin.streams import StreamOutputs, run_streams
 
-__all__ = ['attach', 'detach_gradstyle', 'stage_modules', 'GradStyleNet', 'config_presets', 'default_stages',
+__all__ = ['attach_gradstyle', 'detach_gradstyle', 'stage_modules', 'GradStyleNet', 'config_presets', 'default_stages',
     'StreamOutputs', 'run_streams']

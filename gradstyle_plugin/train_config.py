@@ -74,7 +74,7 @@ def _check_fit(G, E, dataset, stages):
     if missing:
         raise UserError(f'--stages: the encoder has no features for {", ".join(missing)} (it provides {", ".join(E.stage_names)})')
 
-def _initial_networks(network, encoder, resume, preset, stages, mu):
+def _initial_networks(network, encoder, resume, preset, stages, mu, seed):
     """(G, D, G_ema, E) with GradStyle attached; from --resume if given, else --network + --encoder."""
     if resume is not None:
         data = _load_snapshot(resume, '--resume')
@@ -85,8 +85,10 @@ def _initial_networks(network, encoder, resume, preset, stages, mu):
     E = load_encoder(encoder)
     if attach.stage_modules(data['G_ema']):
         raise UserError('--network: already has GradStyle attached; continue that run with --resume instead')
-    G = attach.attach(data['G'], preset=preset, stages=stages, mu=mu, feature_channels=E.feature_channels)
-    G_ema = attach.attach(data['G_ema'], preset=preset, stages=stages, mu=mu, feature_channels=E.feature_channels)
+    with torch.random.fork_rng(devices=[]):     # GradStyle's initial weights follow --seed
+        torch.manual_seed(seed)
+        G = attach.attach(data['G'], preset=preset, stages=stages, mu=mu, feature_channels=E.feature_channels)
+        G_ema = attach.attach(data['G_ema'], preset=preset, stages=stages, mu=mu, feature_channels=E.feature_channels)
     with torch.no_grad():   # both start from the same GradStyle weights
         src = dict(G.named_parameters())
         for name, p in G_ema.named_parameters():
@@ -125,7 +127,7 @@ def setup_training_config(
         raise UserError(f'--data: {err}')
     training_set_kwargs.resolution = dataset.resolution
 
-    G, D, G_ema, E = _initial_networks(network, encoder, resume, preset, stages, mu)
+    G, D, G_ema, E = _initial_networks(network, encoder, resume, preset, stages, mu, seed)
     stage_names = list(attach.stage_modules(G_ema))
     _check_fit(G_ema, E, dataset, stage_names)
     if D is None and adv != 0:

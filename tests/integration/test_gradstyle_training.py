@@ -14,7 +14,9 @@ from click.testing import CliRunner
 
 from stylegan2_ada_pytorch import dnnlib, legacy, testing
 from stylegan2_ada_pytorch.training import training_loop
-from gradstyle_plugin import attach, streams
+import copy
+
+from gradstyle_plugin import attach, perceptual, streams, transforms
 from gradstyle_plugin import encoder as encoder_module
 from gradstyle_plugin.cli import train as train_cli
 from gradstyle_plugin.train_config import setup_training_config
@@ -76,10 +78,16 @@ def _snapshot(run_dir):
 
 #----------------------------------------------------------------------------
 
-def test_short_run_beats_encoder_only_reconstruction(inputs, tmp_path):
-    nets = _run(inputs, str(tmp_path), kimg=0.4)
+def _aligner_loss(G, E, x):
+    # L_aligner (eq. 10) on held-out images with fixed random perspectives.
+    warp = transforms.RandomPerspective(0.3, generator=torch.Generator().manual_seed(0))
+    out = streams.run_streams(G, E, x, transform=warp)
+    return float(sum((out.aligned[s] - out.residuals[s]).abs().mean() for s in out.aligned))
+
+def test_short_run_beats_encoder_only_reconstruction(inputs, tmp_path, size_scale):
+    nets = _run(inputs, str(tmp_path), kimg=0.8 * size_scale)
     G, E, x = nets.G_ema, nets.encoder, inputs.held_out
-    lpips = pytest.importorskip('gradstyle_plugin.perceptual').build_lpips('random')
+    lpips = perceptual.build_lpips('random')
     with torch.no_grad():
         out = streams.run_streams(G, E, x, transform=None)
         plain = attach.detach_gradstyle(G).synthesis(out.ws, noise_mode='const')    # e4e only: W+ and the frozen G
@@ -87,18 +95,28 @@ def test_short_run_beats_encoder_only_reconstruction(inputs, tmp_path):
         l2_rec = float((out.img_rec - x).square().mean())
         lp_e4e = float(lpips(plain, x).mean())
         lp_rec = float(lpips(out.img_rec, x).mean())
-    stats = [json.loads(line) for line in open(tmp_path / 'stats.jsonl')]
-    aligner = [s['Loss/aligner']['mean'] for s in stats if 'Loss/aligner' in s]
+        # L_aligner of the trained GAMs vs the same network with the GAMs reset to their initial weights.
+        al_trained = _aligner_loss(G, E, x)
+        G_reset = copy.deepcopy(G)
+        init_G = legacy.load_network_pkl(open(tmp_path / 'init.pkl', 'rb'))['G_ema']
+        init_params = dict(init_G.named_parameters())
+        for stage_name, stage in attach.stage_modules(G_reset).items():
+            for name, p in stage.aligner.named_parameters():
+                p.copy_(init_params[f'synthesis.injectors.{stage_name}.0.aligner.{name}'])
+        al_init = _aligner_loss(G_reset, E, x)
     print(f'held-out L2: e4e-only {l2_e4e:.4f} -> GradStyle {l2_rec:.4f}; LPIPS(random VGG): {lp_e4e:.4f} -> {lp_rec:.4f}; '
-          f'L_aligner per tick: {aligner[0]:.4f} -> {aligner[-1]:.4f}')
+          f'L_aligner: untrained GAMs {al_init:.4f} -> trained {al_trained:.4f}')
     assert l2_rec < 0.8 * l2_e4e
     assert lp_rec < lp_e4e
-    assert aligner[-1] < aligner[0]
+    assert al_trained < al_init
     assert os.path.isfile(tmp_path / 'streams_init.png')
 
 def test_gradient_routing_in_the_training_loss(inputs):
     _desc, args, init = _config(inputs)
     G, D, E = init.G.train(), init.D, init.encoder
+    with torch.no_grad():   # as after a few steps: the GRMs produce residuals (at attach time F = 0 and the GAMs idle)
+        for stage in attach.stage_modules(G).values():
+            stage.grm.out.weight.normal_(0, 0.05)
     loss = dnnlib.util.construct_class_by_name(device=torch.device('cpu'), G_mapping=G.mapping, G_synthesis=G.synthesis,
         D=D, encoder=E, **args.loss_kwargs)
     trainable = [p for n, p in G.named_parameters() if n.startswith('synthesis.injectors.')]
@@ -118,6 +136,7 @@ def test_gradient_routing_in_the_training_loss(inputs):
     assert all(p.grad is None or float(p.grad.abs().max()) == 0 for p in attach.grm_parameters(G))
     for p in trainable:
         p.requires_grad_(False)
+        p.grad = None
     D.requires_grad_(True)
     loss.accumulate_gradients('Dmain', real, None, None, None, True, 1)
     assert all(p.grad is None for p in trainable)
@@ -174,3 +193,14 @@ def test_encoder_generator_mismatch(inputs, tmp_path):
         _config(inputs, encoder=path)
 
 #----------------------------------------------------------------------------
+
+def test_cli_two_processes_gloo(inputs, tmp_path):
+    result = CliRunner().invoke(train_cli.main, ['--network', inputs.G, '--encoder', inputs.encoder, '--data', inputs.data,
+        '--outdir', str(tmp_path), '--preset', 'tiny', '--gpus', '2', '--batch', '4', '--kimg', '0.008', '--workers', '0',
+        '--lpips-weights', 'random', '--snap', '1'])
+    assert result.exit_code == 0, result.output
+    [run_dir] = os.listdir(tmp_path)
+    files = os.listdir(tmp_path / run_dir)
+    assert {'training_options.json', 'log.txt', 'stats.jsonl', 'streams_init.png'} <= set(files)
+    data, _path = _snapshot(str(tmp_path / run_dir))
+    assert data['training_state']['cur_nimg'] == 8 and len(data['training_state']['rng']) == 2

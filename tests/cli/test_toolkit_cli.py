@@ -32,7 +32,11 @@ def tiny_pkl(tmp_path_factory):
     legacy.save_network_pkl(dict(G=G, D=testing.tiny_discriminator(), G_ema=G), str(path))
     return str(path)
 
-@pytest.mark.parametrize('cli, name', [(train_cli.main, 'train-help.txt'), (generate_cli.main, 'generate-help.txt')])
+from gradstyle_plugin.cli import directions as directions_cli, edit as edit_cli, train as gs_train_cli
+
+@pytest.mark.parametrize('cli, name', [(train_cli.main, 'train-help.txt'), (generate_cli.main, 'generate-help.txt'),
+    (gs_train_cli.main, 'gradstyle-train-help.txt'), (edit_cli.main, 'gradstyle-edit-help.txt'),
+    (directions_cli.main, 'gradstyle-directions-help.txt')])
 def test_help_matches_committed_text(cli, name):
     result = CliRunner().invoke(cli, ['--help'], terminal_width=100)
     assert result.exit_code == 0

@@ -1,0 +1,321 @@
+"""`gradstyle-edit`: invert photos and edit them along named directions, with GradStyle or e4e alone.
+
+For each input image it writes `<outdir>/<stem>/`: `reconstruction.png`,
+`<direction>_<alpha>.png` per edit, `grid.png` (one row per direction; columns: source,
+reconstruction, the edits in alpha order; every cell at the network resolution) and `ws.npy` (the
+W+ codes [num_ws, w_dim], float32); plus `<outdir>/edits.json`, a summary of the run. Every file is
+written under a temporary name and renamed. Exit status: 0 when every input was edited, 1 when some
+were skipped (unreadable files; the others are still written), 2 for usage errors (bad flags,
+files, directions).
+
+The click command only parses; `setup_edit_config()` (pure, no network loaded) and `run_edit()`
+do the work and raise `dnnlib.UserError`. See `gradstyle_plugin/edit.py` for the Python API.
+"""
+
+import json
+import os
+import re
+import tempfile
+
+import click
+import numpy as np
+import PIL.Image
+import torch
+
+import editing_directions as ed
+from stylegan2_ada_pytorch import dnnlib
+from stylegan2_ada_pytorch.cli.generate import to_uint8
+from stylegan2_ada_pytorch.dataset_tool import SkipImage
+from stylegan2_ada_pytorch.dnnlib import UserError
+from gradstyle_plugin import edit as gse
+from gradstyle_plugin.cli.directions import network_label
+
+SUMMARY_NAME = 'edits.json'
+
+#----------------------------------------------------------------------------
+# Parsing.
+
+def _clean(value):
+    # Round away linspace noise (0.30000000000000004 -> 0.3) and turn -0.0 into 0.0.
+    return float(f'{value:.12g}') + 0.0
+
+def parse_alphas(s):
+    """'2' -> [2.0]; '-1,0,1.5' -> [-1.0, 0.0, 1.5]; '-3:3:7' -> 7 values from -3 to 3 (ends included)."""
+    if isinstance(s, (list, tuple)):
+        return [_clean(float(v)) for v in s]
+    text = str(s).strip()
+    try:
+        if ':' in text:
+            start, stop, count = text.split(':')
+            count = int(count)
+            if count < 1:
+                raise UserError(f'--alpha: a sweep START:STOP:COUNT needs COUNT >= 1, got {text!r}')
+            values = np.linspace(float(start), float(stop), count).tolist()
+        else:
+            values = [float(v) for v in text.split(',')]
+    except ValueError:
+        raise UserError(f'--alpha: expected a number, a comma list (-1,0,1) or a sweep START:STOP:COUNT (-3:3:7), got {text!r}')
+    values = [_clean(v) for v in values]
+    if not all(np.isfinite(values)):
+        raise UserError(f'--alpha: values must be finite, got {text!r}')
+    labels = [alpha_label(v) for v in values]
+    if len(set(labels)) != len(labels):
+        raise UserError(f'--alpha: {text!r} repeats a value (file names {", ".join(labels)})')
+    return values
+
+def alpha_label(alpha):
+    """The alpha part of an output file name: 3 -> '3', -1.5 -> '-1.5', 0.25 -> '0.25'."""
+    return f'{_clean(alpha):g}'
+
+def direction_file_name(path):
+    """Direction name for --direction-file: the file name without extension, lower case, [a-z0-9_-] only."""
+    stem = os.path.splitext(os.path.basename(path))[0].lower()
+    return re.sub(r'[^a-z0-9_-]+', '_', stem).strip('_') or 'direction'
+
+#----------------------------------------------------------------------------
+# Configuration (pure: no network is loaded).
+
+def _need_path(path, flag, folder_ok=False):
+    if path is None:
+        return None
+    if not (os.path.isfile(path) or (folder_ok and os.path.isdir(path))):
+        raise UserError(f'{flag}: no such file{" or folder" if folder_ok else ""}: {path}')
+    return os.path.abspath(path) if folder_ok else path
+
+def setup_edit_config(network_pkl, encoder, input, directions=(), direction_files=(), alpha=None, outdir=None, batch=4,
+                      device=None, seed=0, registries=(), force=False):
+    """Validated options of `gradstyle-edit` as an EasyDict (JSON-serialisable; printed by --dry-run)."""
+    if not re.match('^[a-z]+://', network_pkl or ''):
+        _need_path(network_pkl, '--network')
+    _need_path(encoder, '--encoder')
+    _need_path(input, '--input', folder_ok=True)
+    if not directions and not direction_files:
+        raise UserError('--direction: give at least one --direction NAME or --direction-file FILE')
+    for path in direction_files:
+        _need_path(path, '--direction-file')
+    if outdir is None:
+        raise UserError('--outdir: required')
+    if batch < 1:
+        raise UserError(f'--batch: must be at least 1, got {batch}')
+    file_names = [direction_file_name(path) for path in direction_files]
+    names = [n.rpartition('/')[2] for n in directions] + file_names
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UserError(f'--direction/--direction-file: the name {repeated[0]!r} is given twice (output files would clash)')
+    entries, ignored = gse.list_images(input)
+    if not entries:
+        raise UserError(f'--input: no images in {input} (ignored: {", ".join(ignored[:5]) or "nothing"})')
+    return dnnlib.EasyDict(network_pkl=network_pkl, encoder=encoder, input=input, inputs=[e.name for e in entries], ignored=ignored,
+        directions=list(directions), direction_files=[dict(file=p, name=n) for p, n in zip(direction_files, file_names)],
+        alphas=None if alpha is None else parse_alphas(alpha), outdir=os.path.abspath(outdir), batch=int(batch),
+        device=device or ('cuda' if torch.cuda.is_available() else 'cpu'), seed=int(seed),
+        registries=[os.path.abspath(os.path.expanduser(r)) for r in registries], force=bool(force))
+
+#----------------------------------------------------------------------------
+# Directions bound to the loaded generator.
+
+def resolve_directions(c, G):
+    """[Direction]: --direction names from the registries (fingerprint checked), then --direction-file files."""
+    label = network_label(c.network_pkl)
+    dirs = ed.default_registry_dirs(c.registries)
+    found = []
+    for name in c.directions:
+        try:
+            found.append(ed.resolve(name, G, dirs, force=c.force, generator_label=label))
+        except ed.DirectionError as err:
+            raise UserError(f'--direction {name}: {err}')
+    for item in c.direction_files:
+        try:
+            found += ed.import_direction_file(item['file'], item['name'], G, generator_label=label)
+        except ed.DirectionError as err:
+            raise UserError(f'--direction-file {item["file"]}: {err}')
+    return found
+
+def direction_alphas(c, direction):
+    """--alpha values, or the direction's default strength when --alpha is not given."""
+    return list(c.alphas) if c.alphas is not None else [_clean(direction.default_alpha)]
+
+#----------------------------------------------------------------------------
+# Atomic output.
+
+def _atomic(path, write_fn, suffix):
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix=suffix, dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write_fn(f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+def write_png(path, arr):
+    """uint8 [H, W, 3] -> PNG, atomically."""
+    _atomic(path, lambda f: PIL.Image.fromarray(arr, 'RGB').save(f, format='png'), '.png')
+
+def write_npy(path, arr):
+    _atomic(path, lambda f: np.save(f, np.ascontiguousarray(arr, dtype='<f4'), allow_pickle=False), '.npy')
+
+def write_json(path, data):
+    _atomic(path, lambda f: f.write((json.dumps(data, indent=2) + '\n').encode('utf-8')), '.json')
+
+def make_grid(rows):
+    """Cells uint8 [R, R, 3] in rows of equal length -> one uint8 image [rows * R, cols * R, 3]."""
+    return np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
+
+#----------------------------------------------------------------------------
+# The run.
+
+def _write_outputs(c, stem, source, img_rec, ws, edits):
+    """Write one input's files; `edits` = [(direction, [(alpha, uint8 image)])]. Returns {kind: relative path}."""
+    folder = os.path.join(c.outdir, stem)
+    os.makedirs(folder, exist_ok=True)
+    written = dict(reconstruction=f'{stem}/reconstruction.png', grid=f'{stem}/grid.png', ws=f'{stem}/ws.npy', edits={})
+    write_png(os.path.join(folder, 'reconstruction.png'), img_rec)
+    for d, cells in edits:
+        for alpha, img in cells:
+            name = f'{d.name}_{alpha_label(alpha)}.png'
+            write_png(os.path.join(folder, name), img)
+            written['edits'][f'{d.name}@{alpha_label(alpha)}'] = f'{stem}/{name}'
+    write_png(os.path.join(folder, 'grid.png'), make_grid([[source, img_rec] + [img for _a, img in cells] for _d, cells in edits]))
+    write_npy(os.path.join(folder, 'ws.npy'), ws)
+    return written
+
+def _edit_batch(c, editor, directions, batch, log):
+    # batch = [(record, uint8 source)]: one reconstruction for the batch, one editing pass per changed code.
+    inv = editor.invert(gse.to_tensor([src for _r, src in batch], editor.device))
+    rec_u8 = to_uint8(inv.img_rec).cpu().numpy()
+    edits = [(d, [(a, to_uint8(editor.edit_codes(inv, d, a)[1]).cpu().numpy()) for a in direction_alphas(c, d)]) for d in directions]
+    ws = inv.ws.cpu().numpy()
+    for i, (record, src) in enumerate(batch):
+        mine = [(d, [(a, img[i]) for a, img in cells]) for d, cells in edits]
+        try:
+            record['outputs'] = _write_outputs(c, record['stem'], src, rec_u8[i], ws[i], mine)
+            record['status'] = 'ok'
+        except OSError as err:
+            record.update(status='failed', error=f'cannot write outputs ({err})')
+            log(f'{record["name"]}: failed: {record["error"]}')
+
+def prepare_edit(c, log=print):
+    """(editor, directions): load the networks of config `c` and bind its directions (UserError on failure)."""
+    torch.manual_seed(c.seed)
+    editor = gse.load_editor(c.network_pkl, encoder=c.encoder, device=c.device)
+    directions = resolve_directions(c, editor.G)
+    for d in directions:
+        if not d.matches(editor.G):
+            log(f'warning: direction {d.group}/{d.name} was made for another generator ({d.generator or "unbound"}); used because of --force')
+    return editor, directions
+
+def run_edit(c, prepared=None, log=print, progress=None):
+    """Edit every input of config `c` (from setup_edit_config); returns the summary dict (also written to edits.json).
+
+    `prepared` is the result of prepare_edit() (loaded here when None); `progress(n)` is called
+    after each input (the CLI advances its progress bar with it).
+    """
+    editor, directions = prepared if prepared is not None else prepare_edit(c, log)
+    entries, ignored = gse.list_images(c.input)
+    if ignored:
+        log(f'--input: ignored {len(ignored)} file{"s" if len(ignored) > 1 else ""} that are not images: {", ".join(ignored[:5])}'
+            f'{" ..." if len(ignored) > 5 else ""}')
+    os.makedirs(c.outdir, exist_ok=True)
+    records, pending = [], []
+    for entry in entries:
+        record = dict(name=entry.name, stem=entry.stem, status='pending', notes=[])
+        records.append(record)
+        try:
+            src, record['notes'] = gse.read_image(entry, editor.resolution)
+            if record['notes']:
+                log(f'{entry.name}: {"; ".join(record["notes"])}')
+            pending.append((record, src))
+        except SkipImage as err:
+            record.update(status='failed', error=str(err))
+            log(f'{entry.name}: skipped: {err}')
+            _advance(progress)
+        if len(pending) == c.batch or (entry is entries[-1] and pending):
+            _edit_batch(c, editor, directions, pending, log)
+            for _ in pending:
+                _advance(progress)
+            pending = []
+    summary = _summary(c, editor, directions, records)
+    write_json(os.path.join(c.outdir, SUMMARY_NAME), summary)
+    return summary
+
+def _advance(progress):
+    if progress is not None:
+        progress(1)
+
+def _summary(c, editor, directions, records):
+    dirs = [dict(name=d.name, group=d.group, kind=d.kind, space=d.space, layers=list(d.layers), alphas=direction_alphas(c, d),
+        source=d.source, generator=d.generator, fingerprint=d.fingerprint, matches_network=d.matches(editor.G)) for d in directions]
+    failed = [r for r in records if r['status'] != 'ok']
+    return dict(format='gradstyle-edit/1', network=c.network_pkl, encoder=c.encoder, mode=editor.mode, resolution=editor.resolution,
+        noise_mode=gse.NOISE_MODE, seed=c.seed, directions=dirs, num_inputs=len(records), num_ok=len(records) - len(failed),
+        num_failed=len(failed), inputs=records)
+
+#----------------------------------------------------------------------------
+# Click shell.
+
+class EditUsageError(click.ClickException):
+    """A UserError printed as `Error: <one line>` with exit status 2."""
+    exit_code = 2
+
+def _run(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except UserError as err:
+        raise EditUsageError(str(err).splitlines()[0] if str(err) else type(err).__name__)
+
+@click.command()
+@click.option('--network', 'network_pkl', help='GradStyle snapshot, or a generator (any format) used with --encoder', required=True, metavar='PATH')
+@click.option('--encoder',          help='e4e checkpoint (.pt) or pickle with an encoder; required for a plain generator', metavar='PATH')
+@click.option('--input', 'input_',  help='Image file, folder (recursive) or zip', required=True, metavar='PATH')
+@click.option('--direction', 'directions', help='Registered direction NAME or GROUP/NAME (repeatable)', multiple=True, metavar='NAME')
+@click.option('--direction-file', 'direction_files', help='Direction file (.pt/.npy), bound to --network on the fly (repeatable)', multiple=True, metavar='FILE')
+@click.option('--alpha',            help='Strength: one value, a list -1,0,1 or a sweep START:STOP:COUNT  [default: each direction\'s own]', metavar='ALPHAS')
+@click.option('--outdir',           help='Where to write the results', required=True, metavar='DIR')
+@click.option('--batch',            help='Images per forward pass', type=click.IntRange(min=1), default=4, show_default=True, metavar='INT')
+@click.option('--device',           help='Torch device  [default: cuda if available, else cpu]', metavar='DEV')
+@click.option('--seed',             help='Seed of torch\'s RNG (the networks run with const noise)', type=int, default=0, show_default=True, metavar='INT')
+@click.option('--registry', 'registries', help='Extra direction registry folder to search first (repeatable)', multiple=True, metavar='DIR')
+@click.option('--force',            help='Use directions made for another generator (skip the fingerprint check)', is_flag=True)
+@click.option('--dry-run', '-n',    help='Print the resolved options as JSON and exit', is_flag=True)
+def main(network_pkl, encoder, input_, directions, direction_files, alpha, outdir, batch, device, seed, registries, force, dry_run):
+    """Invert images and edit them along directions, with GradStyle or with e4e alone.
+
+    \b
+    Examples:
+
+    \b
+    # A GradStyle snapshot, two registered directions, a sweep of 7 strengths:
+    gradstyle-edit --network network-snapshot-000100.pkl --input photos/ --direction smile --direction age --alpha=-3:3:7 --outdir out
+    \b
+    # e4e only (plain generator + encoder), a direction file imported on the fly:
+    gradstyle-edit --network ffhq.pkl --encoder e4e_ffhq_encode.pt --input me.jpg --direction-file pose.pt --alpha 3 --outdir out
+    \b
+    Writes <outdir>/<image>/{reconstruction.png, <direction>_<alpha>.png, grid.png, ws.npy} and <outdir>/edits.json.
+    Exit status: 0 all edited, 1 some inputs skipped, 2 usage error.
+    """
+    c = _run(setup_edit_config, network_pkl, encoder, input_, directions, direction_files, alpha, outdir, batch, device, seed, registries, force)
+    if dry_run:
+        click.echo(json.dumps(c, indent=2))
+        return
+    prepared = _run(prepare_edit, c, log=click.echo)
+    with click.progressbar(length=len(c.inputs), label=f'Editing {_plural(len(c.inputs), "image")}') as bar:
+        summary = _run(run_edit, c, prepared, log=click.echo, progress=bar.update)
+    click.echo(f'{summary["num_ok"]} of {_plural(summary["num_inputs"], "image")} edited ({_plural(len(summary["directions"]), "direction")}, '
+        f'{summary["mode"]} mode) -> {c.outdir}; summary in {SUMMARY_NAME}')
+    if summary['num_failed']:
+        names = [r['name'] for r in summary['inputs'] if r['status'] != 'ok']
+        click.echo(f'{summary["num_failed"]} skipped: {", ".join(names[:5])}{" ..." if len(names) > 5 else ""}', err=True)
+        raise SystemExit(1)
+
+def _plural(n, word):
+    return f'{n} {word}{"s" if n != 1 else ""}'
+
+#----------------------------------------------------------------------------
+
+if __name__ == '__main__':
+    main()
+
+#----------------------------------------------------------------------------

@@ -1,0 +1,394 @@
+"""Edit real photos with GradStyle (paper section 3, "after training ... the framework can inverse
+images through the Reconstruction Stream and meanwhile conduct attribute editing in the Editing
+Stream"), or with the encoder alone (the e4e-only path).
+
+From a notebook:
+
+    >>> from gradstyle_plugin import edit as gse
+    >>> editor = gse.load_editor('network-snapshot-000100.pkl')          # GradStyle snapshot
+    >>> imgs, names = gse.load_images('photos/', editor.resolution)      # [N, 3, R, R] in [-1, 1]
+    >>> out = editor.edit(imgs, 'smile', alphas=[-2, 0, 2])              # name from the registry
+    >>> out.img_rec, out.img_edit[2.0]                                   # [N, 3, R, R] each
+    >>> gse.edit('me.jpg', editor, 'smile', 2.0)                         # one call, [1, 3, R, R]
+
+Two modes, chosen from what the files hold:
+- 'gradstyle': G with GradStyle stages attached plus its encoder. The reconstruction stream
+  (GRMs fed with the encoder features) runs once per batch and gives X_r and the residuals F_m; the
+  editing stream (GAMs aligning F_m) runs once per edited code W+ + alpha * dW.
+- 'e4e': a plain generator plus an encoder: X_r = G.synthesis(W+), X_e = G.synthesis(edited W+).
+
+The alpha = 0 rule: when an edit leaves the codes unchanged (W+ + 0 * dW == W+ exactly, i.e.
+alpha = 0 for interfacegan/custom/tensor directions), the edit IS the reconstruction: the very
+same tensor, and the editing stream does not run. The editing stream exists to align the residuals
+to a changed layout; for unchanged codes the ideal alignment is the identity, which the trained
+Aligner only approximates, so running it would make "no edit" differ slightly from the
+reconstruction. A ganspace direction's alpha SETS the coordinate along its component (see
+editing_directions/README.md), so its alpha = 0 is a real edit and runs the editing stream.
+
+Everything runs with noise_mode='const' on contiguous NCHW inputs, so a call repeated gives the
+same tensors. Editing a batch equals editing its images one by one up to float32 rounding (the
+toolkit's synthesis runs a batch as one grouped convolution, whose summation order depends on N:
+~5e-7 relative); with the Aligner's top-mu selection a score within rounding of the threshold
+can be kept in one batch size and not the other, which moves a few outputs by up to ~3e-4 (see
+tests/plugin/test_edit.py for the measurements). Editor is an in-memory
+object, never pickled. Errors about the files name the command-line flag (--network, --encoder,
+--input) so that the CLI can print them as they are.
+
+Shape letters: N batch, L num_ws, D w_dim, R network resolution, C channels.
+"""
+
+import dataclasses
+import io
+import os
+import zipfile
+from typing import Callable
+
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+import torch
+
+import editing_directions as ed
+from stylegan2_ada_pytorch import dnnlib, legacy
+from stylegan2_ada_pytorch.dataset_tool import SkipImage, to_dataset_pixels, transform_image
+from stylegan2_ada_pytorch.dnnlib import UserError
+from gradstyle_plugin.attach import stage_modules
+from gradstyle_plugin.encoder import load_e4e_checkpoint
+from gradstyle_plugin.streams import apply_direction, editing_stream, reconstruction_stream
+
+__all__ = ['Editor', 'Inversion', 'ImageEntry', 'load_editor', 'edit', 'list_images', 'read_image', 'load_images', 'to_tensor']
+
+NOISE_MODE = 'const'
+_ZIP_MAGIC = b'PK\x03\x04'
+
+#----------------------------------------------------------------------------
+# Image input: any size and mode -> uint8 RGB [R, R, 3].
+
+@dataclasses.dataclass
+class ImageEntry:
+    """One input image: `name` for messages, `stem` for the output folder, `open()` -> binary file."""
+    name:   str
+    stem:   str
+    open:   Callable
+
+def _image_extensions():
+    PIL.Image.init()
+    return set(PIL.Image.EXTENSION)
+
+def _unique_stems(names):
+    # File name without extension; repeated stems (a/x.png, b/x.png) get -2, -3, ...
+    stems, seen = [], {}
+    for name in names:
+        stem = os.path.splitext(os.path.basename(name))[0] or 'image'
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f'{stem}-{seen[stem]}')
+    return stems
+
+def _entries(names, opener, prefix=''):
+    return [ImageEntry(name=prefix + n, stem=s, open=lambda n=n: opener(n)) for n, s in zip(names, _unique_stems(names))]
+
+def list_images(source, flag='--input'):
+    """(entries, ignored): the images of a file, a folder (recursive) or a zip, in sorted order.
+
+    Folder and zip members are picked by extension (PIL's list); `ignored` names the other files.
+    A single file is always tried. Raises UserError naming `flag` for a missing source or a bad zip.
+
+    Example:
+        >>> entries, ignored = list_images('photos.zip')
+        >>> arr, notes = read_image(entries[0], 256)
+    """
+    source = os.fspath(source)
+    exts = _image_extensions()
+    if os.path.isdir(source):
+        names = sorted(os.path.relpath(os.path.join(root, f), source).replace(os.sep, '/')
+            for root, _dirs, files in os.walk(source) for f in files if not f.startswith('.'))
+        keep = [n for n in names if os.path.splitext(n)[1].lower() in exts]
+        opener = lambda n: open(os.path.join(source, n), 'rb')
+        return _entries(keep, opener), [n for n in names if n not in keep]
+    if not os.path.isfile(source):
+        raise UserError(f'{flag}: no such file or folder: {source}')
+    if source.lower().endswith('.zip'):
+        try:
+            with zipfile.ZipFile(source) as zf:
+                names = sorted(n for n in zf.namelist() if not n.endswith('/'))
+        except (zipfile.BadZipFile, OSError) as err:
+            raise UserError(f'{flag}: {source}: cannot open zip file ({err})')
+        keep = [n for n in names if os.path.splitext(n)[1].lower() in exts]
+        return _entries(keep, lambda n: _zip_member(source, n), prefix=f'{os.path.basename(source)}:'), \
+            [n for n in names if n not in keep]
+    return _entries([os.path.basename(source)], lambda _n: open(source, 'rb')), []
+
+def _zip_member(path, name):
+    with zipfile.ZipFile(path) as zf:
+        return io.BytesIO(zf.read(name))
+
+def _decode(entry):
+    try:
+        with entry.open() as f:
+            img = PIL.Image.open(io.BytesIO(f.read()))
+            img.load()
+    except PIL.UnidentifiedImageError:
+        raise SkipImage('cannot read image file (not a recognised image format, or corrupt)')
+    except (OSError, ValueError, SyntaxError, EOFError, PIL.Image.DecompressionBombError) as err:
+        raise SkipImage(f'cannot read image file ({type(err).__name__}: {err})')
+    return img
+
+def read_image(entry, resolution):
+    """(uint8 [R, R, 3], notes): decode, fix orientation and mode, center-crop, resize (Lanczos).
+
+    `entry` is an ImageEntry, a path or a PIL image. Conversions follow stylegan2-dataset: alpha is
+    composited over black, 16-bit becomes 8-bit (round(v / 257)), grayscale is copied to three
+    channels, palette/CMYK/... become RGB; then the largest centred square is cropped and resized to
+    `resolution`. `notes` lists what was changed (empty when nothing was). Raises SkipImage with
+    the reason for an unreadable or unsupported file.
+    """
+    if isinstance(entry, (str, os.PathLike)):
+        path = os.fspath(entry)
+        entry = ImageEntry(name=path, stem=os.path.splitext(os.path.basename(path))[0], open=lambda: open(path, 'rb'))
+    img = entry if isinstance(entry, PIL.Image.Image) else _decode(entry)
+    notes = []
+    if getattr(img, 'n_frames', 1) > 1:
+        notes.append(f'first of {img.n_frames} frames')
+    if img.getexif().get(0x0112, 1) not in (1, None):                         # EXIF orientation tag.
+        img = PIL.ImageOps.exif_transpose(img)
+        notes.append('rotated by EXIF orientation')
+    mode_notes = set()
+    arr = to_dataset_pixels(img, 3, mode_notes)
+    notes += [f'mode {img.mode}: {", ".join(sorted(mode_notes))}'] if mode_notes else []
+    h, w = arr.shape[:2]
+    if h != w:
+        notes.append(f'center-crop {w}x{h} -> {min(h, w)}x{min(h, w)}')
+    if min(h, w) != resolution:
+        notes.append(f'resize {min(h, w)}x{min(h, w)} -> {resolution}x{resolution} (Lanczos)')
+    arr = transform_image(arr, dnnlib.EasyDict(resize_filter='lanczos', transform='center-crop', width=resolution, height=resolution))
+    return np.ascontiguousarray(arr), notes
+
+def to_tensor(arrays, device='cpu'):
+    """uint8 [N, R, R, 3] (or a list of [R, R, 3]) -> float32 [N, 3, R, R] in [-1, 1] (x / 127.5 - 1)."""
+    arr = np.stack(list(arrays)) if not isinstance(arrays, np.ndarray) else arrays
+    x = torch.from_numpy(np.ascontiguousarray(arr)).to(device=device, dtype=torch.float32)
+    return (x.permute(0, 3, 1, 2) / 127.5 - 1).contiguous()
+
+def load_images(source, resolution, log=print):
+    """(images [N, 3, R, R] in [-1, 1], names): every readable image of a file, folder or zip.
+
+    `source` may also be a list of paths or PIL images. Conversions are reported through `log`,
+    one line per converted file; unreadable files are reported by name and skipped.
+    """
+    items = []
+    for src in (source if isinstance(source, (list, tuple)) else [source]):
+        items += [(f'image {len(items)}', src)] if isinstance(src, PIL.Image.Image) else [(e.name, e) for e in list_images(src)[0]]
+    arrays, names = [], []
+    for name, item in items:
+        try:
+            arr, notes = read_image(item, resolution)
+        except SkipImage as err:
+            log(f'{name}: skipped: {err}')
+            continue
+        if notes:
+            log(f'{name}: {"; ".join(notes)}')
+        arrays.append(arr)
+        names.append(name)
+    if not arrays:
+        raise UserError(f'--input: no readable images in {source!r}')
+    return to_tensor(arrays), names
+
+#----------------------------------------------------------------------------
+# Loading.
+
+def _open_network_file(path, flag):
+    try:
+        with dnnlib.util.open_url(os.fspath(path), flag=flag) as f:
+            return legacy.load_network_pkl(f)
+    except (legacy.UnsafePickleError, ValueError, KeyError, EOFError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f'{flag}: {message}' if message.startswith(os.fspath(path)) else f'{flag}: {path}: {message}')
+
+def _is_torch_checkpoint(path):
+    with open(path, 'rb') as f:
+        return f.read(4) == _ZIP_MAGIC
+
+def _load_encoder(path):
+    """The encoder of an e4e checkpoint (.pt) or of a pickle holding `encoder` or `gradstyle`."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f'--encoder: no such file: {path}')
+    if _is_torch_checkpoint(path):
+        try:
+            return load_e4e_checkpoint(path)[0]
+        except ValueError as err:
+            raise UserError(f'--encoder: {err}')
+    data = _open_network_file(path, '--encoder')
+    if data.get('gradstyle') is not None:
+        return data['gradstyle'].encoder
+    if data.get('encoder') is None:
+        raise UserError(f'--encoder: {path} holds no encoder (expected an e4e .pt checkpoint or a pickle with an "encoder" entry)')
+    return data['encoder']
+
+def _check_pair(G, E, network_pkl):
+    # One-line errors for an encoder that cannot feed this generator.
+    if not all(hasattr(E, key) for key in ('num_ws', 'w_dim', 'img_resolution')):
+        raise UserError(f'--encoder: a {type(E).__name__} is not an encoder (needs num_ws, w_dim, img_resolution)')
+    if (E.num_ws, E.w_dim) != (G.num_ws, G.w_dim):
+        raise UserError(f'--encoder: the encoder gives W+ codes [{E.num_ws}, {E.w_dim}] but the generator of --network '
+            f'{network_pkl} takes [{G.num_ws}, {G.w_dim}] (num_ws, w_dim)')
+    if E.img_resolution > G.img_resolution:
+        raise UserError(f'--encoder: the encoder needs inputs of at least {E.img_resolution}x{E.img_resolution} but the generator '
+            f'of --network {network_pkl} makes {G.img_resolution}x{G.img_resolution} images')
+    stages = stage_modules(G)
+    need = {s: m.grm.feature_channels for s, m in stages.items()}
+    have = {s: E.feature_channels for s in getattr(E, 'stage_names', [])}
+    bad = [s for s in need if have.get(s) != need[s]]
+    if bad:
+        raise UserError(f'--encoder: the GradStyle stages of --network need features {_features(need)} but the encoder gives '
+            f'{_features(have) or "none"}')
+
+def _features(table):
+    return ', '.join(f'{s} [{c}]' for s, c in table.items())
+
+def load_editor(network_pkl, encoder=None, device=None):
+    """An Editor from a GradStyle snapshot, or from a plain generator plus an encoder (e4e-only path).
+
+    `network_pkl`: a snapshot written by gradstyle-train (G_ema with GradStyle stages plus
+    `encoder`), a pickle holding a `gradstyle` GradStyleNet, or any generator file the toolkit
+    loader reads (NVIDIA/TF pickles, rosinality/e4e .pt). `encoder`: an e4e checkpoint (.pt) or a
+    pickle holding an `encoder` (or `gradstyle`); it replaces the snapshot's encoder when given.
+    With a plain generator the Editor runs in 'e4e' mode (W+ editing, plain synthesis). Nothing
+    stored in the files is executed. Raises UserError (one line naming --network or --encoder).
+
+    Example:
+        >>> editor = load_editor('network-snapshot-000100.pkl')              # mode 'gradstyle'
+        >>> editor = load_editor('ffhq.pkl', encoder='e4e_ffhq_encode.pt')    # mode 'e4e'
+    """
+    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    data = _open_network_file(network_pkl, '--network')
+    net = data.get('gradstyle')
+    G = net.G if net is not None else data['G_ema']
+    E = _load_encoder(encoder) if encoder is not None else (net.encoder if net is not None else data.get('encoder'))
+    if E is None:
+        what = 'a GradStyle generator but no encoder' if stage_modules(G) else 'a plain generator'
+        raise UserError(f'--encoder: --network {network_pkl} holds {what}; pass --encoder (an e4e .pt checkpoint or a pickle '
+            'with an "encoder") to edit with it')
+    _check_pair(G, E, network_pkl)
+    return Editor(G.to(device).eval().requires_grad_(False), E.to(device).eval().requires_grad_(False))
+
+#----------------------------------------------------------------------------
+# The editor.
+
+@dataclasses.dataclass
+class Inversion:
+    """What an edit needs from the reconstruction: W+ [N, L, D], X_r [N, C, R, R], {stage: F_m}."""
+    ws:         torch.Tensor
+    img_rec:    torch.Tensor
+    residuals:  dict
+
+class Editor:
+    """A loaded generator + encoder that inverts and edits images (in memory, never pickled).
+
+    `mode` is 'gradstyle' (G has GradStyle stages) or 'e4e' (plain G). `resolution` is the image
+    size the network takes and makes. See the module docstring for the alpha = 0 rule.
+
+    Example:
+        >>> editor = load_editor('snapshot.pkl', device='cpu')
+        >>> img_rec, ws = editor.reconstruct(imgs)                # imgs [N, 3, R, R] in [-1, 1]
+        >>> out = editor.edit(imgs, 'age', alphas=[-3, 0, 3])
+        >>> out.img_edit[-3.0]                                    # [N, 3, R, R]
+    """
+
+    def __init__(self, G, encoder):
+        self.G = G
+        self.encoder = encoder
+        self.mode = 'gradstyle' if stage_modules(G) else 'e4e'
+        self.resolution = int(G.img_resolution)
+        self.device = next(G.parameters()).device
+
+    def _as_images(self, images):
+        if not isinstance(images, torch.Tensor):
+            return load_images(list(images), self.resolution)[0].to(self.device)
+        expected = [3, self.resolution, self.resolution]
+        if images.ndim != 4 or list(images.shape[1:]) != expected:
+            raise ValueError(f'images must have shape [N, {", ".join(map(str, expected))}] (values in [-1, 1]); got '
+                f'{list(images.shape)}; use load_images() to convert files of other sizes')
+        # Contiguous NCHW: a channels-last input would take other conv kernels and round differently.
+        return images.to(device=self.device, dtype=torch.float32).contiguous()
+
+    @torch.no_grad()
+    def invert(self, images):
+        """Encode and run the reconstruction stream once: an Inversion (ws, img_rec, residuals)."""
+        img = self._as_images(images)
+        ws, features = self.encoder(img)
+        if self.mode == 'e4e':
+            return Inversion(ws=ws, img_rec=self.G.synthesis(ws, noise_mode=NOISE_MODE), residuals={})
+        img_rec, record = reconstruction_stream(self.G, ws, features, noise_mode=NOISE_MODE)
+        return Inversion(ws=ws, img_rec=img_rec, residuals={s: r['F'] for s, r in record.items()})
+
+    def reconstruct(self, images):
+        """(img_rec [N, 3, R, R], ws [N, L, D]) of images [N, 3, R, R] in [-1, 1] (or files / PIL images)."""
+        inv = self.invert(images)
+        return inv.img_rec, inv.ws
+
+    def direction(self, direction, registry_dirs=None, force=False):
+        """A Direction from a name (registry lookup, fingerprint checked), a Direction or a tensor."""
+        if isinstance(direction, str):
+            return ed.resolve(direction, self.G, registry_dirs, force=force)
+        if isinstance(direction, ed.Direction):
+            direction.check_generator(self.G)
+            return direction
+        vector = torch.as_tensor(direction, dtype=torch.float32).detach().cpu()
+        try:
+            apply_direction(torch.zeros([1, self.G.num_ws, self.G.w_dim]), vector, 1.0)
+        except ValueError as err:
+            raise ed.DirectionError(f'direction tensor: {err}')
+        return vector
+
+    @torch.no_grad()
+    def edit_codes(self, inv, direction, alpha):
+        """(ws_edit, img_edit) for one alpha on an Inversion; reuses inv.img_rec when the codes are unchanged."""
+        if isinstance(direction, ed.Direction):
+            ws_edit = direction.apply(inv.ws, float(alpha))
+        else:
+            ws_edit = apply_direction(inv.ws, direction.to(inv.ws.device), float(alpha))
+        if torch.equal(ws_edit, inv.ws):
+            return inv.ws, inv.img_rec
+        if self.mode == 'e4e':
+            return ws_edit, self.G.synthesis(ws_edit, noise_mode=NOISE_MODE)
+        return ws_edit, editing_stream(self.G, ws_edit, inv.residuals, noise_mode=NOISE_MODE)[0]
+
+    def edit(self, images, direction, alphas, registry_dirs=None, force=False):
+        """Reconstruct once and edit along `direction` for each alpha; returns an EasyDict.
+
+        `direction`: a registry name, a Direction or a tensor ([D], [1, D], [L, D], [1, L, D]).
+        Result: ws [N, L, D], img_rec [N, 3, R, R], ws_edit {alpha: [N, L, D]}, img_edit {alpha: [N, 3, R, R]}
+        (alpha keys are floats, in the given order).
+        """
+        d = self.direction(direction, registry_dirs, force)
+        inv = self.invert(images)
+        out = dnnlib.EasyDict(ws=inv.ws, img_rec=inv.img_rec, ws_edit={}, img_edit={})
+        for alpha in np.atleast_1d(np.asarray(alphas, dtype=np.float64)).tolist():
+            out.ws_edit[alpha], out.img_edit[alpha] = self.edit_codes(inv, d, alpha)
+        return out
+
+#----------------------------------------------------------------------------
+
+def edit(images, network, direction, alpha, encoder=None, registry_dirs=None, force=False, device=None):
+    """Edit images in one call: returns the edited images [N, 3, R, R] in about [-1, 1].
+
+    `images`: a tensor [N, 3, R, R] in [-1, 1], or a list of PIL images / paths (any size and mode,
+    converted as read_image() does). `network`: a snapshot path (see load_editor) or an Editor.
+    `direction`: a registry name, a Direction or a tensor. `alpha`: one number.
+
+    Notebook example:
+        >>> import PIL.Image
+        >>> from gradstyle_plugin.edit import edit, load_editor
+        >>> editor = load_editor('network-snapshot-000100.pkl')        # load once, edit many times
+        >>> out = edit(['me.jpg'], editor, 'smile', alpha=2.0)
+        >>> arr = (out[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
+        >>> PIL.Image.fromarray(arr)                                    # shows the edit in Jupyter
+    """
+    editor = network if isinstance(network, Editor) else load_editor(network, encoder=encoder, device=device)
+    if isinstance(images, (str, os.PathLike, PIL.Image.Image)):
+        images = [images]
+    out = editor.edit(images, direction, [alpha], registry_dirs=registry_dirs, force=force)
+    return next(iter(out.img_edit.values()))
+
+#----------------------------------------------------------------------------

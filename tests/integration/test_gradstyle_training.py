@@ -204,3 +204,19 @@ def test_cli_two_processes_gloo(inputs, tmp_path):
     assert {'training_options.json', 'log.txt', 'stats.jsonl', 'streams_init.png'} <= set(files)
     data, _path = _snapshot(str(tmp_path / run_dir))
     assert data['training_state']['cur_nimg'] == 8 and len(data['training_state']['rng']) == 2
+
+def test_snapshot_feeds_gradstyle_edit(inputs, tmp_path):
+    from gradstyle_plugin.cli import edit as edit_cli
+    run_dir = str(tmp_path / 'run')
+    _run(inputs, run_dir, kimg=0.008)
+    _data, snap = _snapshot(run_dir)
+    direction = str(tmp_path / 'tilt.npy')
+    np.save(direction, np.random.RandomState(0).randn(1, 32).astype(np.float32))
+    image = str(tmp_path / 'photo.png')
+    PIL.Image.fromarray(_photo_crops(1, seed=5)[0]).save(image)
+    result = CliRunner().invoke(edit_cli.main, ['--network', snap, '--input', image, '--direction-file', direction,
+        '--alpha', '0,2', '--outdir', str(tmp_path / 'out')])
+    assert result.exit_code == 0, result.output
+    written = sorted(os.listdir(tmp_path / 'out' / 'photo'))
+    assert 'reconstruction.png' in written and 'grid.png' in written and 'ws.npy' in written
+    assert any(name.startswith('tilt_2') for name in written)

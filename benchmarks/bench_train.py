@@ -1,7 +1,9 @@
-"""Training throughput of the toolkit's loop: images/s with 1 process vs 2 processes (gloo).
+"""Training throughput of the toolkit's loop: images/s with 1 process vs 2 processes (gloo), and
+seconds per GradStyle training step with peak memory for the tiny and 256 configurations.
 
 Usage:
     python benchmarks/bench_train.py [--cfg tiny] [--kimg-short 0.032] [--kimg-long 0.096]
+    python benchmarks/bench_train.py --gradstyle [--gradstyle-configs tiny,256] [--steps 2]
 
 Each configuration trains twice (a short and a long run, same settings, no snapshots); the
 throughput is (long - short images) / (long - short seconds), so start-up time cancels out. On a
@@ -65,12 +67,79 @@ def timed_run(data, cfg, num_gpus, kimg, tmp):
         torch.multiprocessing.spawn(_worker, args=(args, num_gpus, os.path.join(run_dir, '.init'), threads, result_file), nprocs=num_gpus)
     return float(open(result_file).read()), int(round(kimg * 1000 / args.batch_size)) * args.batch_size
 
+#----------------------------------------------------------------------------
+# GradStyle: seconds per training step (G phase + D phase) and peak memory, one subprocess per config.
+
+def _gradstyle_nets(config):
+    from stylegan2_ada_pytorch import testing
+    from stylegan2_ada_pytorch.networks import Discriminator, Generator
+    from gradstyle_plugin import attach
+    from gradstyle_plugin import encoder as encoder_module
+    torch.manual_seed(0)
+    if config == 'tiny':
+        G0, D = testing.tiny_generator(), testing.tiny_discriminator()
+        E = dnnlib.util.construct_class_by_name(**encoder_module.small_encoder_kwargs(32, w_dim=32, feature_channels=32))
+        return attach.attach(G0, preset='tiny'), D, E, 32, 4
+    res = int(config)
+    G0 = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=res, img_channels=3, mapping_kwargs=dict(num_layers=8),
+        synthesis_kwargs=dict(channel_base=16384, channel_max=512, num_fp16_res=4, conv_clamp=256)).eval().requires_grad_(False)
+    D = Discriminator(c_dim=0, img_resolution=res, img_channels=3, channel_base=16384, channel_max=512, num_fp16_res=4,
+        conv_clamp=256).eval().requires_grad_(False)
+    E = dnnlib.util.construct_class_by_name(**encoder_module.e4e_encoder_kwargs(num_ws=G0.num_ws))
+    return attach.attach(G0, preset='paper'), D, E, res, 1
+
+def _gradstyle_worker(config, steps, result_file):
+    import resource
+    from gradstyle_plugin.loss import GradStyleLoss
+    G, D, E, res, batch = _gradstyle_nets(config)
+    G.train()
+    E = E.eval().requires_grad_(False)
+    loss = GradStyleLoss(device=torch.device('cpu'), G_mapping=G.mapping, G_synthesis=G.synthesis, D=D, encoder=E,
+        lpips_weights='random')
+    params = [p for n, p in G.named_parameters() if n.startswith('synthesis.injectors.')]
+    real = torch.rand([batch, 3, res, res]) * 2 - 1
+    def step():
+        for p in params:
+            p.requires_grad_(True)
+        loss.accumulate_gradients('Gboth', real, None, None, None, True, 1)
+        for p in params:
+            p.requires_grad_(False)
+        D.requires_grad_(True)
+        loss.accumulate_gradients('Dmain', real, None, None, None, True, 1)
+        D.requires_grad_(False)
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = (time.perf_counter() - start) / steps
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # Linux: KiB
+    with open(result_file, 'w') as f:
+        f.write(f'{seconds} {peak_gib} {batch}')
+
+def bench_gradstyle(configs, steps):
+    for config in configs:
+        with tempfile.TemporaryDirectory() as tmp:
+            result_file = os.path.join(tmp, 'result.txt')
+            ctx = torch.multiprocessing.get_context('spawn')
+            proc = ctx.Process(target=_gradstyle_worker, args=(config, steps, result_file))
+            proc.start()
+            proc.join()
+            seconds, peak, batch = open(result_file).read().split()
+        print(f'GradStyle {config:>5s}: {float(seconds):7.2f} s per training step (batch {batch}, G + D phase), '
+              f'peak memory {float(peak):5.2f} GiB')
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--cfg', default='tiny')
     parser.add_argument('--kimg-short', type=float, default=0.032)
     parser.add_argument('--kimg-long', type=float, default=0.096)
+    parser.add_argument('--gradstyle', action='store_true', help='benchmark GradStyle training steps instead')
+    parser.add_argument('--gradstyle-configs', default='tiny,256')
+    parser.add_argument('--steps', type=int, default=2)
     opts = parser.parse_args()
+    if opts.gradstyle:
+        bench_gradstyle(opts.gradstyle_configs.split(','), opts.steps)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, 'data')
         os.makedirs(data)

@@ -107,9 +107,11 @@ def load_pkl(f):
     data, name = _read_all(f)
     if _is_torch_checkpoint(data):
         raise NetworkPickleError(f'{name}: this is a torch checkpoint (.pt), not a pickle')
-    obj = safe_load(io.BytesIO(data), name)
+    return _rebuild_dict(safe_load(io.BytesIO(data), name), name)
+
+def _rebuild_dict(obj, name):
     if not isinstance(obj, dict):
-        raise NetworkPickleError(f'{name}: top level is a {type(obj).__name__}, expected a dict')
+        raise NetworkPickleError(f'{name}: not a network snapshot (top level is a {type(obj).__name__}, expected a dict)')
     try:
         return dict(rebuild(obj))
     except (NetworkPickleError, UnsafePickleError) as err:
@@ -121,12 +123,7 @@ def _to_snapshot(obj, name):
             return convert_tf_pickle(obj, _networks())
         except (ValueError, UnsafePickleError) as err:
             raise type(err)(f'{name}: {err}') from None
-    if not isinstance(obj, dict):
-        raise NetworkPickleError(f'{name}: not a network snapshot (top level is a {type(obj).__name__}, expected a dict)')
-    try:
-        return dict(rebuild(obj))
-    except (NetworkPickleError, UnsafePickleError) as err:
-        raise type(err)(f'{name}: {err}') from None
+    return _rebuild_dict(obj, name)
 
 def _validate(result, name):
     for key in ('G', 'D', 'G_ema'):

@@ -75,25 +75,20 @@ def _inception_features(opts, num_gen, max_real):
 #----------------------------------------------------------------------------
 # The metrics.
 
-@register_metric
-def fid50k_full(opts):
-    real, gen = _inception_features(opts, num_gen=50000, max_real=None)
-    return dict(fid50k_full=frechet.fid_from_features(real, gen))
+def _inception_metric(name, num_gen, max_real, kind):
+    """Register an Inception-feature FID or KID under `name`."""
+    def metric(opts):
+        real, gen = _inception_features(opts, num_gen=num_gen, max_real=max_real)
+        if kind == 'fid':
+            return {name: frechet.fid_from_features(real, gen)}
+        return {name: kernel.kid_from_features(real, gen, num_subsets=100, max_subset_size=1000)}
+    metric.__name__ = name
+    return register_metric(metric)
 
-@register_metric
-def kid50k_full(opts):
-    real, gen = _inception_features(opts, num_gen=50000, max_real=1000000)
-    return dict(kid50k_full=kernel.kid_from_features(real, gen, num_subsets=100, max_subset_size=1000))
-
-@register_metric
-def fid50k(opts):
-    real, gen = _inception_features(opts, num_gen=50000, max_real=50000)
-    return dict(fid50k=frechet.fid_from_features(real, gen))
-
-@register_metric
-def kid50k(opts):
-    real, gen = _inception_features(opts, num_gen=50000, max_real=50000)
-    return dict(kid50k=kernel.kid_from_features(real, gen, num_subsets=100, max_subset_size=1000))
+_inception_metric('fid50k_full', num_gen=50000, max_real=None, kind='fid')
+_inception_metric('kid50k_full', num_gen=50000, max_real=1000000, kind='kid')
+_inception_metric('fid50k', num_gen=50000, max_real=50000, kind='fid')
+_inception_metric('kid50k', num_gen=50000, max_real=50000, kind='kid')
 
 @register_metric
 def fid2k_pix(opts):

@@ -17,9 +17,9 @@ STAGE_CLASS_NAME = 'gradstyle_plugin.stage.GradStyleStage'
 config_presets = {
     'paper': dnnlib.EasyDict(
         feature_channels    = 512,
-        grm_kwargs          = dnnlib.EasyDict(hidden_channels=None, num_blocks=2),
+        grm_kwargs          = dnnlib.EasyDict(hidden_channels=128, num_blocks=2),
         aligner_kwargs      = dnnlib.EasyDict(num_layers=2, head_dim=64, mu=0.5, ffn_mult=2),
-        gate_kwargs         = dnnlib.EasyDict(hidden_channels=None),
+        gate_kwargs         = dnnlib.EasyDict(hidden_channels=64),
     ),
     'tiny': dnnlib.EasyDict(
         feature_channels    = 32,

@@ -16,6 +16,7 @@ Example:
     (256, 2000)
 """
 
+import abc
 import json
 import os
 import zipfile
@@ -33,7 +34,7 @@ except ImportError:
 
 #----------------------------------------------------------------------------
 
-class Dataset(torch.utils.data.Dataset):
+class Dataset(torch.utils.data.Dataset, abc.ABC):
     """Index bookkeeping and labels shared by all datasets; subclasses load the raw data."""
 
     def __init__(self,
@@ -80,11 +81,13 @@ class Dataset(torch.utils.data.Dataset):
     def close(self): # Release open files; the dataset stays usable (files reopen on demand).
         pass
 
-    def _load_raw_image(self, raw_idx): # to be overridden by subclass: uint8 ndarray [C, H, W]
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _load_raw_image(self, raw_idx):
+        """The raw image `raw_idx` as a uint8 ndarray [C, H, W] (subclasses implement it)."""
 
-    def _load_raw_labels(self): # to be overridden by subclass: ndarray or None
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _load_raw_labels(self):
+        """All raw labels as an ndarray, or None when the dataset has none (subclasses implement it)."""
 
     def __getstate__(self):
         return dict(self.__dict__, _raw_labels=None)

@@ -18,39 +18,13 @@ from gradstyle_plugin import encoder as enc
 from stylegan2_ada_pytorch import dnnlib, legacy, testing
 from stylegan2_ada_pytorch.torch_utils import misc, persistence
 
-SPEC = Path(__file__).resolve().parents[2].parent / 'shared' / 'spec'
+from tests.plugin._spec_state import random_state as _random_state, spec_keys as _spec_keys
 
 #----------------------------------------------------------------------------
 # Helpers.
 
-def _spec_keys(file_name):
-    path = SPEC / file_name
-    if not path.is_file():
-        pytest.skip(f'key list not found: {path}')
-    keys = {}
-    for line in path.read_text().splitlines():
-        if not line.strip() or line.startswith('#'):
-            continue
-        key, shape, dtype = line.split('\t')
-        keys[key] = ([int(v) for v in shape.strip('[]').split(',') if v.strip()], dtype.strip())
-    return keys
-
 def _layout(module, exclude=()):
     return {k: (list(v.shape), str(v.dtype).replace('torch.', '')) for k, v in module.state_dict().items() if k not in exclude}
-
-def _random_state(keys, gen):
-    # Random tensors with the published names/shapes; BN statistics kept in a sane range.
-    state = {}
-    for key, (shape, dtype) in keys.items():
-        if dtype == 'int64':
-            state[key] = torch.tensor(7, dtype=torch.int64).reshape(shape)
-        elif key.endswith('running_var'):
-            state[key] = torch.rand(shape, generator=gen) + 0.5
-        elif len(shape) >= 2:
-            state[key] = torch.randn(shape, generator=gen) / float(np.sqrt(np.prod(shape[1:])))
-        else:
-            state[key] = torch.randn(shape, generator=gen) * 0.1 + (1.0 if key.endswith('weight') else 0.0)
-    return state
 
 def _np_conv2d(x, w, b=None, stride=1, padding=0):
     # Direct cross-correlation (what torch calls conv2d), one kernel tap at a time.

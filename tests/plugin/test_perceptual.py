@@ -18,7 +18,7 @@ import torchvision
 
 from gradstyle_plugin import perceptual
 
-SPEC = Path(__file__).resolve().parents[2].parent / 'shared' / 'spec'
+from tests.plugin._spec_state import random_state, spec_keys
 VGG16_CFG = [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M', 512, 512, 512, 'M', 512, 512, 512] # torchvision vgg16 `features` up to relu5_3
 VGG16_TAPS = (3, 8, 15, 22, 29)                                         # indices of relu1_2 ... relu5_3 in `features`
 
@@ -76,29 +76,8 @@ def _package_lin():
     state = torch.load(path, map_location='cpu', weights_only=True)
     return [state[f'lin{i}.model.1.weight'] for i in range(5)]
 
-def _spec_layout(file_name):
-    path = SPEC / file_name
-    if not path.is_file():
-        pytest.skip(f'key list missing: {path} (the shared/spec folder is not beside the repo)')
-    layout = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith('#'):
-            key, shape, dtype = line.split('\t')
-            layout[key] = ([int(v) for v in shape.strip('[]').split(',') if v.strip()], dtype.strip())
-    return layout
-
 def _random_tensors(layout, gen):
-    state = {}
-    for key, (shape, dtype) in layout.items():
-        if dtype == 'int64':
-            state[key] = torch.zeros(shape, dtype=torch.int64)
-        elif key.endswith('running_var'):
-            state[key] = torch.rand(shape, generator=gen) + 0.5
-        elif len(shape) >= 2:
-            state[key] = torch.randn(shape, generator=gen) / float(np.sqrt(np.prod(shape[1:])))
-        else:
-            state[key] = torch.randn(shape, generator=gen) * 0.1 + (1.0 if key.endswith('weight') else 0.0)
-    return state
+    return random_state(layout, gen, int_value=0)
 
 def _moco_checkpoint(gen):
     # MoCo-v2 layout: torchvision resnet50 keys under module.encoder_q., an MLP head fc.0 / fc.2, the queue.
@@ -196,7 +175,7 @@ def test_lpips_errors(tmp_path, vgg_file):
 
 @pytest.fixture(scope='module')
 def arcface_file(tmp_path_factory):
-    state = _random_tensors(_spec_layout('arcface_ir_se50_keys.txt'), torch.Generator().manual_seed(2))
+    state = _random_tensors(spec_keys('arcface_ir_se50_keys.txt'), torch.Generator().manual_seed(2))
     path = tmp_path_factory.mktemp('arcface') / 'model_ir_se50.pth'
     torch.save(state, path)
     return path, state

@@ -146,10 +146,7 @@ def _fp16_rebuild(module, kwargs_path):
     if target.get('num_fp16_res') == 4 and target.get('conv_clamp') == 256:
         return None
     target['num_fp16_res'], target['conv_clamp'] = 4, 256
-    new = type(module)(**kwargs).eval().requires_grad_(False)
-    misc.copy_params_and_buffers(module, new, require_all=True)
-    new.train(module.training)
-    return new
+    return misc.rebuild_module(module, kwargs)
 
 def _force_fp16(result):
     for key, path in (('G', ['synthesis_kwargs']), ('G_ema', ['synthesis_kwargs']), ('D', [])):

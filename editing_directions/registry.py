@@ -25,9 +25,10 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 
 import numpy as np
+
+from stylegan2_ada_pytorch import dnnlib
 
 from .direction import Direction, DirectionError, FingerprintMismatchError, generator_fingerprint, short_fingerprint
 
@@ -75,19 +76,9 @@ def group_name(dataset, space):
 #----------------------------------------------------------------------------
 # Low-level file helpers.
 
-def _atomic_write(path, write_fn, suffix):
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + '.', suffix=suffix, dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write_fn(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
 def _save_npy(path, array):
-    _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array, dtype='<f4'), allow_pickle=False), '.tmp')
+    with dnnlib.util.atomic_write(path) as f:
+        np.save(f, np.ascontiguousarray(array, dtype='<f4'), allow_pickle=False)
 
 def _load_npy(path, expected_shape):
     try:
@@ -113,8 +104,8 @@ def _read_manifest(folder):
 
 def _write_manifest(folder, entries):
     data = dict(format=MANIFEST_FORMAT, directions={name: entries[name] for name in sorted(entries)})
-    text = json.dumps(data, indent=2) + '\n'
-    _atomic_write(os.path.join(folder, MANIFEST_NAME), lambda f: f.write(text.encode('utf-8')), '.tmp')
+    with dnnlib.util.atomic_write(os.path.join(folder, MANIFEST_NAME), 'w') as f:
+        f.write(json.dumps(data, indent=2) + '\n')
 
 #----------------------------------------------------------------------------
 # Direction <-> manifest entry.

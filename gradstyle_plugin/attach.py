@@ -11,12 +11,7 @@ The generator is rebuilt from its own `init_kwargs` with GradStyle's stages decl
 them), every tensor of the original is copied, and the new branches start as the identity.
 """
 
-import copy
-
-import torch
-
-from stylegan2_ada_pytorch import dnnlib
-from stylegan2_ada_pytorch.torch_utils import misc
+from stylegan2_ada_pytorch import dnnlib, injection
 from gradstyle_plugin import presets
 
 #----------------------------------------------------------------------------
@@ -25,27 +20,12 @@ def attach(G_base, preset='paper', stages=None, mu=None, feature_channels=None):
     """Return a copy of G_base with GradStyle stages attached (eval mode, requires_grad False)."""
     if getattr(G_base.synthesis, 'injectors', None) is not None:
         raise dnnlib.UserError('this generator already has injectors attached; load the plain generator')
-    kwargs = G_base.init_kwargs
-    kwargs.synthesis_kwargs = dnnlib.EasyDict(kwargs.get('synthesis_kwargs', {}))
-    kwargs.synthesis_kwargs.injector_kwargs = presets.stage_injector_kwargs(G_base, preset=preset, stages=stages,
-        mu=mu, feature_channels=feature_channels)
-    device = next(G_base.parameters()).device
-    G = type(G_base)(*G_base.init_args, **kwargs).eval().requires_grad_(False)
-    misc.copy_params_and_buffers(G_base, G, require_all=False)
-    copied = {name for name, _ in misc.named_params_and_buffers(G)}
-    lost = [name for name, _ in misc.named_params_and_buffers(G_base) if name not in copied]
-    if lost:
-        raise RuntimeError(f'attach: {len(lost)} tensors of the base generator have no place in the rebuilt one: {lost[:5]}')
-    return G.to(device)
+    injector_kwargs = presets.stage_injector_kwargs(G_base, preset=preset, stages=stages, mu=mu, feature_channels=feature_channels)
+    return injection.attach_injectors(G_base, injector_kwargs).eval()
 
 def detach_gradstyle(G):
     """The plain generator inside a GradStyle one (injectors removed, weights copied)."""
-    kwargs = G.init_kwargs
-    kwargs.synthesis_kwargs = dnnlib.EasyDict(kwargs.get('synthesis_kwargs', {}))
-    kwargs.synthesis_kwargs.pop('injector_kwargs', None)
-    plain = type(G)(*G.init_args, **kwargs).eval().requires_grad_(False)
-    misc.copy_params_and_buffers(G, plain, require_all=True)
-    return plain.to(next(G.parameters()).device)
+    return injection.detach_injectors(G).eval()
 
 def stage_modules(G):
     """{stage: GradStyleStage} of a generator with GradStyle attached."""

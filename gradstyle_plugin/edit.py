@@ -38,20 +38,16 @@ Shape letters: N batch, L num_ws, D w_dim, R network resolution, C channels.
 """
 
 import dataclasses
-import io
 import os
-import zipfile
-from typing import Callable
 
 import numpy as np
 import PIL.Image
-import PIL.ImageOps
 import torch
 
 import editing_directions as ed
 from stylegan2_ada_pytorch import dnnlib, legacy
-from stylegan2_ada_pytorch.dataset_tool import SkipImage, to_dataset_pixels, transform_image
 from stylegan2_ada_pytorch.dnnlib import UserError
+from stylegan2_ada_pytorch.images import ImageEntry, SkipImage, list_images, read_image
 from gradstyle_plugin.attach import stage_modules
 from gradstyle_plugin.encoder import load_e4e_checkpoint
 from gradstyle_plugin.streams import apply_direction, editing_stream, reconstruction_stream
@@ -62,118 +58,21 @@ NOISE_MODE = 'const'
 _ZIP_MAGIC = b'PK\x03\x04'
 
 #----------------------------------------------------------------------------
-# Image input: any size and mode -> uint8 RGB [R, R, 3].
-
-@dataclasses.dataclass
-class ImageEntry:
-    """One input image: `name` for messages, `stem` for the output folder, `open()` -> binary file."""
-    name:   str
-    stem:   str
-    open:   Callable
-
-def _image_extensions():
-    PIL.Image.init()
-    return set(PIL.Image.EXTENSION)
-
-def _unique_stems(names):
-    # File name without extension; repeated stems (a/x.png, b/x.png) get -2, -3, ...
-    stems, seen = [], {}
-    for name in names:
-        stem = os.path.splitext(os.path.basename(name))[0] or 'image'
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f'{stem}-{seen[stem]}')
-    return stems
-
-def _entries(names, opener, prefix=''):
-    return [ImageEntry(name=prefix + n, stem=s, open=lambda n=n: opener(n)) for n, s in zip(names, _unique_stems(names))]
-
-def list_images(source, flag='--input'):
-    """(entries, ignored): the images of a file, a folder (recursive) or a zip, in sorted order.
-
-    Folder and zip members are picked by extension (PIL's list); `ignored` names the other files.
-    A single file is always tried. Raises UserError naming `flag` for a missing source or a bad zip.
-
-    Example:
-        >>> entries, ignored = list_images('photos.zip')
-        >>> arr, notes = read_image(entries[0], 256)
-    """
-    source = os.fspath(source)
-    exts = _image_extensions()
-    if os.path.isdir(source):
-        names = sorted(os.path.relpath(os.path.join(root, f), source).replace(os.sep, '/')
-            for root, _dirs, files in os.walk(source) for f in files if not f.startswith('.'))
-        keep = [n for n in names if os.path.splitext(n)[1].lower() in exts]
-        opener = lambda n: open(os.path.join(source, n), 'rb')
-        return _entries(keep, opener), [n for n in names if n not in keep]
-    if not os.path.isfile(source):
-        raise UserError(f'{flag}: no such file or folder: {source}')
-    if source.lower().endswith('.zip'):
-        try:
-            with zipfile.ZipFile(source) as zf:
-                names = sorted(n for n in zf.namelist() if not n.endswith('/'))
-        except (zipfile.BadZipFile, OSError) as err:
-            raise UserError(f'{flag}: {source}: cannot open zip file ({err})')
-        keep = [n for n in names if os.path.splitext(n)[1].lower() in exts]
-        return _entries(keep, lambda n: _zip_member(source, n), prefix=f'{os.path.basename(source)}:'), \
-            [n for n in names if n not in keep]
-    return _entries([os.path.basename(source)], lambda _n: open(source, 'rb')), []
-
-def _zip_member(path, name):
-    with zipfile.ZipFile(path) as zf:
-        return io.BytesIO(zf.read(name))
-
-def _decode(entry):
-    try:
-        with entry.open() as f:
-            img = PIL.Image.open(io.BytesIO(f.read()))
-            img.load()
-    except PIL.UnidentifiedImageError:
-        raise SkipImage('cannot read image file (not a recognised image format, or corrupt)')
-    except (OSError, ValueError, SyntaxError, EOFError, PIL.Image.DecompressionBombError) as err:
-        raise SkipImage(f'cannot read image file ({type(err).__name__}: {err})')
-    return img
-
-def read_image(entry, resolution):
-    """(uint8 [R, R, 3], notes): decode, fix orientation and mode, center-crop, resize (Lanczos).
-
-    `entry` is an ImageEntry, a path or a PIL image. Conversions follow stylegan2-dataset: alpha is
-    composited over black, 16-bit becomes 8-bit (round(v / 257)), grayscale is copied to three
-    channels, palette/CMYK/... become RGB; then the largest centred square is cropped and resized to
-    `resolution`. `notes` lists what was changed (empty when nothing was). Raises SkipImage with
-    the reason for an unreadable or unsupported file.
-    """
-    if isinstance(entry, (str, os.PathLike)):
-        path = os.fspath(entry)
-        entry = ImageEntry(name=path, stem=os.path.splitext(os.path.basename(path))[0], open=lambda: open(path, 'rb'))
-    img = entry if isinstance(entry, PIL.Image.Image) else _decode(entry)
-    notes = []
-    if getattr(img, 'n_frames', 1) > 1:
-        notes.append(f'first of {img.n_frames} frames')
-    if img.getexif().get(0x0112, 1) not in (1, None):                         # EXIF orientation tag.
-        img = PIL.ImageOps.exif_transpose(img)
-        notes.append('rotated by EXIF orientation')
-    mode_notes = set()
-    arr = to_dataset_pixels(img, 3, mode_notes)
-    notes += [f'mode {img.mode}: {", ".join(sorted(mode_notes))}'] if mode_notes else []
-    h, w = arr.shape[:2]
-    if h != w:
-        notes.append(f'center-crop {w}x{h} -> {min(h, w)}x{min(h, w)}')
-    if min(h, w) != resolution:
-        notes.append(f'resize {min(h, w)}x{min(h, w)} -> {resolution}x{resolution} (Lanczos)')
-    arr = transform_image(arr, dnnlib.EasyDict(resize_filter='lanczos', transform='center-crop', width=resolution, height=resolution))
-    return np.ascontiguousarray(arr), notes
+# Image input: any size and mode -> uint8 [R, R, C] with the network's channel count C
+# (listing, decoding and conversions live in the toolkit's `stylegan2_ada_pytorch.images`).
 
 def to_tensor(arrays, device='cpu'):
-    """uint8 [N, R, R, 3] (or a list of [R, R, 3]) -> float32 [N, 3, R, R] in [-1, 1] (x / 127.5 - 1)."""
+    """uint8 [N, R, R, C] (or a list of [R, R, C]) -> float32 [N, C, R, R] in [-1, 1] (x / 127.5 - 1)."""
     arr = np.stack(list(arrays)) if not isinstance(arrays, np.ndarray) else arrays
     x = torch.from_numpy(np.ascontiguousarray(arr)).to(device=device, dtype=torch.float32)
     return (x.permute(0, 3, 1, 2) / 127.5 - 1).contiguous()
 
-def load_images(source, resolution, log=print):
-    """(images [N, 3, R, R] in [-1, 1], names): every readable image of a file, folder or zip.
+def load_images(source, resolution, log=print, channels=3):
+    """(images [N, channels, R, R] in [-1, 1], names): every readable image of a file, folder or zip.
 
-    `source` may also be a list of paths or PIL images. Conversions are reported through `log`,
-    one line per converted file; unreadable files are reported by name and skipped.
+    `source` may also be a list of paths or PIL images. `channels` is the network's (G.img_channels:
+    1 reads grayscale, 3 RGB). Conversions are reported through `log`, one line per converted file;
+    unreadable files are reported by name and skipped.
     """
     items = []
     for src in (source if isinstance(source, (list, tuple)) else [source]):
@@ -181,7 +80,7 @@ def load_images(source, resolution, log=print):
     arrays, names = [], []
     for name, item in items:
         try:
-            arr, notes = read_image(item, resolution)
+            arr, notes = read_image(item, resolution, channels=channels)
         except SkipImage as err:
             log(f'{name}: skipped: {err}')
             continue
@@ -304,8 +203,8 @@ class Editor:
 
     def _as_images(self, images):
         if not isinstance(images, torch.Tensor):
-            return load_images(list(images), self.resolution)[0].to(self.device)
-        expected = [3, self.resolution, self.resolution]
+            return load_images(list(images), self.resolution, channels=self.G.img_channels)[0].to(self.device)
+        expected = [self.G.img_channels, self.resolution, self.resolution]
         if images.ndim != 4 or list(images.shape[1:]) != expected:
             raise ValueError(f'images must have shape [N, {", ".join(map(str, expected))}] (values in [-1, 1]); got '
                 f'{list(images.shape)}; use load_images() to convert files of other sizes')

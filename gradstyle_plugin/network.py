@@ -32,13 +32,11 @@ class GradStyleNet(torch.nn.Module):
 
     @classmethod
     def from_modules(cls, G, encoder):
-        """Wrap existing modules (rebuilt from their init kwargs, weights copied)."""
+        """Wrap existing modules (rebuilt from their init kwargs, weights copied, eval mode)."""
         G_kwargs = dnnlib.EasyDict(class_name=_class_name(G), **G.init_kwargs)
         encoder_kwargs = dnnlib.EasyDict(class_name=_class_name(encoder), **encoder.init_kwargs)
-        net = cls(G_kwargs=G_kwargs, encoder_kwargs=encoder_kwargs).eval().requires_grad_(False)
-        misc.copy_params_and_buffers(G, net.G, require_all=True)
-        misc.copy_params_and_buffers(encoder, net.encoder, require_all=True)
-        return net.to(next(G.parameters()).device)
+        parts = torch.nn.ModuleDict(dict(G=G, encoder=encoder))    # the same tensor names as the wrapper's
+        return misc.rebuild_module(parts, dict(G_kwargs=G_kwargs, encoder_kwargs=encoder_kwargs), cls=cls).eval()
 
     def forward(self, img, direction=None, alpha=0.0, **stream_kwargs):
         return streams.run_streams(self.G, self.encoder, img, direction=direction, alpha=alpha, **stream_kwargs)

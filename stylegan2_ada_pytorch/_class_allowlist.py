@@ -7,11 +7,13 @@ of this process's persistent `torch.nn.Module` classes:
 - the toolkit's networks (NVIDIA's stylegan2-ada-pytorch and stylegan3 `networks_stylegan2.py`
   sources, our own `networks.py`, or any fork using the same class names);
 - `AugmentPipe` (NVIDIA's augment.py sources, ours, or the same class name);
-- classes whose module source equals a module inside the packages `stylegan2_ada_pytorch` /
-  `gradstyle_plugin`, or that an injector entry point declares.
+- other classes of the toolkit package `stylegan2_ada_pytorch` (found by module source);
+- classes that an installed distribution declares in one of the registry's two entry-point groups
+  (`stylegan2_ada_pytorch.injectors`, `stylegan2_ada_pytorch.persistent_classes`). No plugin is
+  named here: GradStyle is allowed exactly as any third-party plugin is, by declaring its classes.
 
-Dotted `class_name` strings inside init kwargs (injector specs) are checked the same way, and the
-module prefix is checked before anything is imported. StyleGAN3 (alias-free) networks are refused.
+Dotted `class_name` strings inside init kwargs (injector specs, a wrapper's sub-network kwargs) are
+checked the same way, before anything is imported. StyleGAN3 (alias-free) networks are refused.
 """
 
 import importlib
@@ -36,7 +38,9 @@ NV_AUGMENT = {'77eb17876bc7ba87cdc9281caf925daf507ce0937b84d0f32134d4d08e13061e'
 NETWORK_CLASSES = ('Generator', 'Discriminator', 'MappingNetwork', 'SynthesisNetwork', 'SynthesisBlock',
     'SynthesisLayer', 'ToRGBLayer', 'FullyConnectedLayer', 'Conv2dLayer', 'DiscriminatorBlock',
     'DiscriminatorEpilogue', 'MinibatchStdLayer')
-ALLOWED_PACKAGES = ('stylegan2_ada_pytorch', 'gradstyle_plugin')
+ALLOWED_PACKAGES = ('stylegan2_ada_pytorch',)      # the toolkit itself; plugins come in through entry points
+_DECLARE_HINT = (f'declare the class in the entry-point group "{registry.PERSISTENT_CLASSES_GROUP}" '
+    f'(or "{registry.INJECTORS_GROUP}" for an injector) of the plugin that defines it')
 _NETWORKS_MODULE = 'stylegan2_ada_pytorch.networks'
 _AUGMENT_MODULE = 'stylegan2_ada_pytorch.training.augment'
 
@@ -60,10 +64,7 @@ def own_source_fingerprint(module_name):
     return persistence.source_fingerprint(persistence._module_to_src(module))
 
 def _entry_point_classes():
-    try:
-        return {registry.entry_class_name(ep) for ep in registry.list_injectors().values()}
-    except registry.RegistryError:
-        return set()
+    return registry.declared_class_names()
 
 #----------------------------------------------------------------------------
 # Dotted class_name strings (inside init kwargs).
@@ -77,8 +78,8 @@ def resolve_class_name(dotted, where='init kwargs'):
         raise UnsafePickleError(f'{where}: invalid class_name {dotted!r}')
     module_name, class_name = dotted.rsplit('.', 1)
     if not (_allowed_prefix(module_name) or dotted in _entry_point_classes()):
-        raise UnsafePickleError(f'{where}: refusing class_name {dotted!r} (not a toolkit class, not in '
-            f'{" / ".join(ALLOWED_PACKAGES)}, not declared by a "{registry.GROUP}" entry point)')
+        raise UnsafePickleError(f'{where}: refusing class_name {dotted!r} (not a toolkit class, not declared by '
+            f'an installed plugin; {_DECLARE_HINT})')
     cls = _import_attr(module_name, class_name, where)
     return _check_persistent_module_class(cls, dotted)
 
@@ -98,7 +99,7 @@ def check_class_names(obj, where):
 # Top-level records: (class_name, fingerprint) -> (class, layout).
 
 def _scan_allowed_sources(fingerprint):
-    """Module name inside the allowed packages whose stored source has this fingerprint, or None."""
+    """Module name inside the toolkit package whose stored source has this fingerprint, or None."""
     for package in ALLOWED_PACKAGES:
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
@@ -117,11 +118,28 @@ def _scan_allowed_sources(fingerprint):
                         return name
     return None
 
-def _loaded_module_for(fingerprint):
+def _loaded_module_for(fingerprint, class_name, declared):
+    # An imported module with exactly this source: the toolkit's, or a plugin module declaring the class.
     for src, module in list(persistence._src_to_module_dict.items()):
-        if persistence.source_fingerprint(src) == fingerprint and _allowed_prefix(module.__name__):
+        if persistence.source_fingerprint(src) != fingerprint:
+            continue
+        if _allowed_prefix(module.__name__) or f'{module.__name__}.{class_name}' in declared:
             return module.__name__
     return None
+
+def _module_from_entry_points(class_name, fingerprint, declared):
+    """The module of the declared class called `class_name`; among several, the one whose source matches."""
+    modules = sorted({d.rsplit('.', 1)[0] for d in declared if d.rsplit('.', 1)[1] == class_name})
+    if len(modules) <= 1:
+        return modules[0] if modules else None
+    for module_name in modules:
+        try:
+            if own_source_fingerprint(module_name) == fingerprint:
+                return module_name
+        except Exception:
+            continue
+    raise UnsafePickleError(f'persistent class {class_name!r} is declared by several plugins ({", ".join(modules)}) and '
+        'none has the module source stored in the file')
 
 def _network_layout(fingerprint):
     if fingerprint == NV_NETWORKS_SG3_STYLEGAN2:
@@ -142,15 +160,13 @@ def resolve_record_class(record):
     if name == 'AugmentPipe' or fp in NV_AUGMENT:
         cls = _import_attr(_AUGMENT_MODULE, name, f'persistent class {name}')
         return _check_persistent_module_class(cls, f'{_AUGMENT_MODULE}.{name}'), None
-    module_name = _loaded_module_for(fp) or _module_from_entry_points(name) or _scan_allowed_sources(fp)
+    declared = _entry_point_classes()
+    module_name = (_loaded_module_for(fp, name, declared) or _module_from_entry_points(name, fp, declared)
+        or _scan_allowed_sources(fp))
     if module_name is None:
         raise UnsafePickleError(f'unknown persistent class {name!r} (module source sha256 {fp[:16]}...): not a toolkit '
-            f'class, not declared by a "{registry.GROUP}" entry point, no matching module in {" / ".join(ALLOWED_PACKAGES)}')
+            f'class and not declared by an installed plugin; {_DECLARE_HINT}')
     cls = _import_attr(module_name, name, f'persistent class {name}')
     return _check_persistent_module_class(cls, f'{module_name}.{name}'), None
-
-def _module_from_entry_points(class_name):
-    matches = [d.rsplit('.', 1)[0] for d in _entry_point_classes() if d.rsplit('.', 1)[1] == class_name]
-    return matches[0] if len(matches) == 1 else None
 
 #----------------------------------------------------------------------------

@@ -34,9 +34,7 @@ import gzip
 import io
 import json
 import os
-import shutil
 import sys
-import tempfile
 import zipfile
 
 import click
@@ -45,11 +43,10 @@ import PIL.Image
 import tqdm
 
 from . import dnnlib
+from . import images
+from .images import SkipImage
 
 #----------------------------------------------------------------------------
-
-class SkipImage(Exception):
-    """A problem with one source image: it is reported by name and left out of the dataset."""
 
 _RESIZE_FILTERS = {'box': PIL.Image.BOX, 'lanczos': PIL.Image.LANCZOS}
 _TRANSFORMS = (None, 'center-crop', 'center-crop-wide')
@@ -142,10 +139,6 @@ def _check_output_size(size, origin, hint=''):
 #----------------------------------------------------------------------------
 # Sources. Each yields (name, load, label) with load() -> PIL.Image or uint8 ndarray [H, W].
 
-def _list_images(names):
-    PIL.Image.init()
-    return sorted(n for n in names if os.path.splitext(n)[1].lower() in PIL.Image.EXTENSION)
-
 def _labels_from_json(data, origin):
     try:
         labels = json.loads(data).get('labels')
@@ -158,45 +151,31 @@ def _labels_from_json(data, origin):
     except (TypeError, ValueError):
         raise dnnlib.UserError(f'{origin}: "labels" must be a list of [file name, label] pairs')
 
-def _open_folder_source(path):
-    names = [os.path.relpath(os.path.join(root, f), path).replace(os.sep, '/')
-        for root, _dirs, files in os.walk(path) for f in files]
-    labels = {}
-    if os.path.isfile(os.path.join(path, 'dataset.json')):
-        with open(os.path.join(path, 'dataset.json'), 'rb') as f:
-            labels = _labels_from_json(f.read(), os.path.join(path, 'dataset.json'))
-    opener = lambda name: open(os.path.join(path, name), 'rb')
-    return _image_file_source(_list_images(names), opener, labels, close=lambda: None)
+def _read_labels(path, source_type):
+    """{relative name: label} from the source's dataset.json ({} when there is none)."""
+    if source_type == 'dir':
+        json_path = os.path.join(path, 'dataset.json')
+        if not os.path.isfile(json_path):
+            return {}
+        with open(json_path, 'rb') as f:
+            return _labels_from_json(f.read(), json_path)
+    with zipfile.ZipFile(path) as zf:
+        if 'dataset.json' not in zf.namelist():
+            return {}
+        return _labels_from_json(zf.read('dataset.json'), f'{path}:dataset.json')
 
-def _open_zip_source(path):
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise dnnlib.UserError(f'--source {path}: cannot open zip file ({e})')
-    names = zf.namelist()
-    labels = _labels_from_json(zf.read('dataset.json'), f'{path}:dataset.json') if 'dataset.json' in names else {}
-    return _image_file_source(_list_images(names), zf.open, labels, close=zf.close)
-
-def _image_file_source(names, opener, labels, close):
-    def load(name):
+def _open_image_files_source(path, source_type):
+    entries, _ignored = images.list_images(path, flag=f'--source {path}')
+    labels = _read_labels(path, source_type)
+    def peek_mode(entry): # Header only; a broken file is reported later, when it is converted.
         try:
-            with opener(name) as f:
-                img = PIL.Image.open(io.BytesIO(f.read()))
-                img.load()
-        except PIL.UnidentifiedImageError:
-            raise SkipImage('cannot read image file (not a recognised image format, or corrupt)')
-        except (OSError, ValueError, SyntaxError, EOFError, PIL.Image.DecompressionBombError) as e:
-            raise SkipImage(f'cannot read image file ({type(e).__name__}: {e})')
-        return img
-    def peek_mode(name): # Header only; a broken file is reported later, when it is converted.
-        try:
-            with opener(name) as f:
+            with entry.open() as f:
                 return PIL.Image.open(f).mode
         except Exception:
             return None
-    channels = 3 if any(m is not None and m not in _GRAY_MODES for m in map(peek_mode, names)) else 1
-    entries = ((name, lambda name=name: load(name), labels.get(name)) for name in names)
-    return dnnlib.EasyDict(num_items=len(names), channels=channels, entries=entries, close=close)
+    channels = 3 if any(m is not None and m not in _GRAY_MODES for m in map(peek_mode, entries)) else 1
+    items = ((e.relpath, lambda e=e: images.decode(e), labels.get(e.relpath)) for e in entries)
+    return dnnlib.EasyDict(num_items=len(entries), channels=channels, entries=items, close=lambda: None)
 
 #----------------------------------------------------------------------------
 # MNIST idx files (http://yann.lecun.com/exdb/mnist/ file format).
@@ -235,105 +214,51 @@ def idx_labels_path(images_path):
     return os.path.join(os.path.dirname(images_path), name)
 
 def _open_idx_source(path, max_images):
-    images = read_idx(path, max_items=max_images)
-    if images.ndim != 3:
-        raise dnnlib.UserError(f'{path}: expected images of shape [N, H, W], got {list(images.shape)}')
-    if images.shape[1:] == (28, 28):
-        images = np.pad(images, [(0, 0), (2, 2), (2, 2)], mode='constant') # MNIST: 28x28 -> 32x32
-    labels = [None] * len(images)
+    pixels = read_idx(path, max_items=max_images)
+    if pixels.ndim != 3:
+        raise dnnlib.UserError(f'{path}: expected images of shape [N, H, W], got {list(pixels.shape)}')
+    if pixels.shape[1:] == (28, 28):
+        pixels = np.pad(pixels, [(0, 0), (2, 2), (2, 2)], mode='constant') # MNIST: 28x28 -> 32x32
+    labels = [None] * len(pixels)
     labels_path = idx_labels_path(path)
     if os.path.isfile(labels_path):
-        labels = read_idx(labels_path, max_items=len(images))
-        if labels.shape != (len(images),):
-            raise dnnlib.UserError(f'{labels_path}: expected {len(images)} labels, got shape {list(labels.shape)}')
+        labels = read_idx(labels_path, max_items=len(pixels))
+        if labels.shape != (len(pixels),):
+            raise dnnlib.UserError(f'{labels_path}: expected {len(pixels)} labels, got shape {list(labels.shape)}')
         labels = [int(x) for x in labels]
     entries = ((f'{os.path.basename(path)}[{i}]', lambda img=img: img, label)
-        for i, (img, label) in enumerate(zip(images, labels)))
-    return dnnlib.EasyDict(num_items=len(images), channels=1, entries=entries, close=lambda: None)
+        for i, (img, label) in enumerate(zip(pixels, labels)))
+    return dnnlib.EasyDict(num_items=len(pixels), channels=1, entries=entries, close=lambda: None)
 
 def open_source(plan):
     """Open `plan.source`: EasyDict(num_items, channels, entries, close)."""
-    if plan.source_type == 'dir':
-        return _open_folder_source(plan.source)
-    if plan.source_type == 'zip':
-        return _open_zip_source(plan.source)
+    if plan.source_type in ('dir', 'zip'):
+        return _open_image_files_source(plan.source, plan.source_type)
     return _open_idx_source(plan.source, plan.max_images)
 
 #----------------------------------------------------------------------------
-# Pixels: any PIL mode -> uint8 [H, W, C] with C = the dataset's channel count.
+# Pixels: any PIL mode -> uint8 [H, W, C] with C = the dataset's channel count (images.to_pixels).
 
-def _composite_over_black(color, alpha):
-    return ((color.astype(np.uint32) * alpha[..., np.newaxis] + 127) // 255).astype(np.uint8)
-
-def _pil_to_array(img, notes):
-    """uint8 [H, W, 1 or 3]; records the conversions it made in `notes` (a set of strings)."""
-    mode = img.mode
-    if mode == 'P':
-        notes.add('palette expanded to RGB')
-        img = img.convert('RGBA' if 'transparency' in img.info else 'RGB')
-    elif mode == 'PA':
-        img = img.convert('RGBA')
-    elif mode in ('1', 'L', 'RGB'):
-        img = img.convert('L' if mode == '1' else mode)
-    elif mode.startswith('I'):
-        arr = np.asarray(img).astype(np.int64)
-        if arr.ndim != 2 or arr.min() < 0 or arr.max() > 65535:
-            raise SkipImage(f'unsupported integer image (mode {mode}, values {arr.min()}..{arr.max()}); expected 8 or 16 bits')
-        notes.add('16-bit scaled to 8-bit')
-        return np.round(arr / 257.0).astype(np.uint8)[..., np.newaxis]
-    elif mode == 'F':
-        raise SkipImage('floating-point images (PIL mode F) are not supported; save it as 8-bit PNG/JPEG')
-    elif mode not in ('RGBA', 'RGBa', 'LA', 'La'):
-        notes.add(f'{mode} converted to RGB')
-        img = img.convert('RGB')
-    arr = np.asarray(img)
-    if arr.ndim == 2:
-        return arr[..., np.newaxis]
-    if arr.shape[2] in (2, 4): # LA / RGBA
-        notes.add('alpha composited over black')
-        premultiplied = img.mode in ('RGBa', 'La')
-        return arr[..., :-1].copy() if premultiplied else _composite_over_black(arr[..., :-1], arr[..., -1])
-    return arr
-
-def to_dataset_pixels(image, channels, notes):
-    """Convert a PIL image or an ndarray [H, W(, C)] to uint8 [H, W, channels]."""
-    arr = _pil_to_array(image, notes) if isinstance(image, PIL.Image.Image) else np.asarray(image)
-    if arr.ndim == 2:
-        arr = arr[..., np.newaxis]
-    if arr.dtype != np.uint8:
-        raise SkipImage(f'unsupported pixel type {arr.dtype}')
-    if arr.shape[2] == channels:
-        return arr
-    if arr.shape[2] == 1 and channels == 3:
-        notes.add('grayscale replicated to RGB')
-        return np.repeat(arr, 3, axis=2)
-    raise SkipImage(f'has {arr.shape[2]} channels but the dataset has {channels}')
+to_dataset_pixels = images.to_pixels
 
 #----------------------------------------------------------------------------
 # Geometry: the toolkit's --transform / --width / --height.
-
-def _resize(arr, width, height, resample):
-    if arr.shape[1] == width and arr.shape[0] == height:
-        return arr
-    img = PIL.Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
-    out = np.asarray(img.resize((width, height), resample))
-    return out.reshape(height, width, arr.shape[2])
 
 def transform_image(arr, plan):
     """Apply the plan's crop/resize to uint8 [H, W, C]."""
     resample = _RESIZE_FILTERS[plan.resize_filter]
     h, w = arr.shape[:2]
     if plan.transform is None:
-        return _resize(arr, plan.width or w, plan.height or h, resample)
+        return images.resize(arr, plan.width or w, plan.height or h, resample)
     if plan.transform == 'center-crop':
         crop = min(h, w)
         arr = arr[(h - crop) // 2 : (h + crop) // 2, (w - crop) // 2 : (w + crop) // 2]
-        return _resize(arr, plan.width, plan.height, resample)
+        return images.resize(arr, plan.width, plan.height, resample)
     # center-crop-wide: a central band with aspect width:height, letterboxed in a width x width canvas.
     band_h = min(h, max(1, int(round(w * plan.height / plan.width))))
     band_w = min(w, max(1, int(round(band_h * plan.width / plan.height))))
     arr = arr[(h - band_h) // 2 : (h + band_h) // 2, (w - band_w) // 2 : (w + band_w) // 2]
-    arr = _resize(arr, plan.width, plan.height, resample)
+    arr = images.resize(arr, plan.width, plan.height, resample)
     canvas = np.zeros([plan.width, plan.width, arr.shape[2]], dtype=np.uint8)
     top = (plan.width - plan.height) // 2
     canvas[top : top + plan.height] = arr
@@ -342,53 +267,25 @@ def transform_image(arr, plan):
 #----------------------------------------------------------------------------
 # Output written under a temporary name and renamed only when complete.
 
-class AtomicDatasetWriter:
-    """Writes the dataset zip or directory to a temporary path; `commit()` renames it into place."""
+class DatasetWriter:
+    """Adds files to the open zip or the directory that dnnlib.util.atomic_write gave (see convert_dataset)."""
 
-    def __init__(self, dest, dest_type):
-        self.dest = os.path.abspath(dest)
-        self.dest_type = dest_type
-        parent, base = os.path.split(self.dest)
-        if dest_type == 'zip':
-            fd, self.tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix='.partial', dir=parent)
-            os.close(fd)
-            self._zip = zipfile.ZipFile(self.tmp, 'w', compression=zipfile.ZIP_STORED)
-        else:
-            os.makedirs(parent, exist_ok=True)
-            self.tmp = tempfile.mkdtemp(prefix=f'.{base}.', suffix='.partial', dir=parent)
+    def __init__(self, target, dest_type):
+        self._zip = zipfile.ZipFile(target, 'w', compression=zipfile.ZIP_STORED) if dest_type == 'zip' else None
+        self._dir = target if dest_type == 'dir' else None
 
     def add(self, name, data):
-        if self.dest_type == 'zip':
+        if self._zip is not None:
             self._zip.writestr(name, data)
             return
-        path = os.path.join(self.tmp, name)
+        path = os.path.join(self._dir, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, 'wb') as f:
             f.write(data)
 
-    def commit(self):
-        umask = os.umask(0)
-        os.umask(umask)
-        if self.dest_type == 'zip':
+    def close(self):
+        if self._zip is not None:
             self._zip.close()
-            os.chmod(self.tmp, 0o666 & ~umask) # mkstemp creates 0600; give the usual permissions
-            os.replace(self.tmp, self.dest)
-        else:
-            if os.path.isdir(self.dest):
-                os.rmdir(self.dest) # empty (checked by the plan); fails loudly if something appeared
-            os.chmod(self.tmp, 0o777 & ~umask) # mkdtemp creates 0700
-            os.replace(self.tmp, self.dest)
-        self.tmp = None
-
-    def abort(self):
-        if self.tmp is None:
-            return
-        if self.dest_type == 'zip':
-            self._zip.close()
-            os.remove(self.tmp)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp = None
 
 def encode_png(arr):
     img = PIL.Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
@@ -422,17 +319,21 @@ def convert_dataset(plan, log=None, progress=False):
     source = open_source(plan)
     state = dnnlib.EasyDict(channels=source.channels, size=plan.out_size, size_origin='--width/--height', current=None)
     result = dnnlib.EasyDict(dest=plan.dest, num_written=0, failures=[], notes={}, channels=source.channels)
-    writer = AtomicDatasetWriter(plan.dest, plan.dest_type)
+    if plan.dest_type == 'dir':
+        os.makedirs(os.path.dirname(os.path.abspath(plan.dest)), exist_ok=True)
     try:
-        labels = _write_images(source, plan, state, result, writer, log, progress)
-        if result.num_written == 0:
-            raise dnnlib.UserError(f'--source {plan.source}: no image could be converted '
-                f'({len(result.failures)} failed, see messages above)')
-        labels = labels if all(label is not None for _, label in labels) else None
-        writer.add('dataset.json', json.dumps({'labels': labels}).encode('utf-8'))
-        writer.commit()
+        with dnnlib.util.atomic_write(plan.dest, mode='dir' if plan.dest_type == 'dir' else 'wb') as target:
+            writer = DatasetWriter(target, plan.dest_type)
+            try:
+                labels = _write_images(source, plan, state, result, writer, log, progress)
+                if result.num_written == 0:
+                    raise dnnlib.UserError(f'--source {plan.source}: no image could be converted '
+                        f'({len(result.failures)} failed, see messages above)')
+                labels = labels if all(label is not None for _, label in labels) else None
+                writer.add('dataset.json', json.dumps({'labels': labels}).encode('utf-8'))
+            finally:
+                writer.close()
     finally:
-        writer.abort()
         source.close()
     result.size = state.size
     return result

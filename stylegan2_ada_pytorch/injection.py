@@ -33,6 +33,14 @@ Two ways to attach injectors:
        >>> with G.synthesis.register_injector('b16', MyProbe()):
        ...     img = G(z, c)
 
+To add injectors to a generator you loaded (a pickle), rebuild it with `attach_injectors`; every
+weight is copied and the original is left untouched:
+
+       >>> G2 = injection.attach_injectors(G, {'b16': [injector_spec('my_plugin.inject.Tint', channels=16)]})
+
+Plugin authors check their injector against the host's contract with
+`stylegan2_ada_pytorch.testing.check_injector(spec)`.
+
 Call order at one stage: prepended transient injectors (latest first), persistent injectors in
 declared order, appended transient injectors in registration order.
 
@@ -43,13 +51,17 @@ Per-call context travels in one dict, passed to every injector as keyword argume
 Key per-stage data by stage name (`features['b64']`) and put side outputs into a dict you own.
 """
 
+import copy
+import re
+
 import torch
 
-from .torch_utils import persistence
 from . import dnnlib
-from .networks import InjectorHandle  # noqa: F401  (re-exported: the handle register_injector returns)
+from .networks import InjectorHandle
+from .torch_utils import misc, persistence
 
-__all__ = ['Injector', 'InjectorHandle', 'stage_names', 'stage_resolution', 'injector_spec']
+__all__ = ['Injector', 'InjectorHandle', 'stage_names', 'stage_resolution', 'injector_spec', 'attach_injectors',
+    'detach_injectors']
 
 #----------------------------------------------------------------------------
 
@@ -70,7 +82,17 @@ class Injector(torch.nn.Module):
         ...     def forward(self, x, img, *, stage, ws, **inject_kwargs):
         ...         y = x.float() * (1 + self.scale.reshape(1, -1, 1, 1))
         ...         return y.to(x.dtype), img
+
+    Building a subclass that is not decorated raises a TypeError that says what to add.
     """
+
+    def __init__(self):
+        super().__init__()
+        if not persistence.is_persistent(self):
+            name = type(self).__name__
+            raise TypeError(f'{type(self).__module__}.{name} is not a persistent class; add the decorator '
+                f'@persistence.persistent_class (from stylegan2_ada_pytorch.torch_utils import persistence) above '
+                f'"class {name}" so that network pickles can hold it')
 
     def forward(self, x, img, *, stage, ws, **inject_kwargs):
         """Refine the output of block `stage`.
@@ -122,5 +144,54 @@ def injector_spec(class_name, **kwargs):
     if not isinstance(class_name, str) or '.' not in class_name:
         raise ValueError(f"class_name must be a dotted 'package.module.Class' string, got {class_name!r}")
     return dnnlib.EasyDict(class_name=class_name, **kwargs)
+
+#----------------------------------------------------------------------------
+
+def _generator_kwargs(G):
+    kwargs = G.init_kwargs
+    kwargs.synthesis_kwargs = dnnlib.EasyDict(kwargs.get('synthesis_kwargs', {}))
+    return kwargs
+
+def attach_injectors(G, injector_kwargs):
+    """Return a copy of generator `G` rebuilt with persistent injectors added; every weight of G is copied.
+
+    `injector_kwargs` is `{stage: [spec, ...]}` (specs as `injector_spec` makes them). The specs are
+    appended to those G already declares, so the new generator's `init_kwargs` (and every pickle,
+    deep copy and rebuild of it) carries all of them. G is not changed; the result is on G's
+    device, with G's `training` flag and requires_grad False. New injectors start as constructed
+    (zero-initialised ones leave the output unchanged). Raises ValueError for an unknown stage and
+    TypeError for a class that is not persistent, before anything is copied.
+
+    Example:
+        >>> G = legacy.load_network_pkl(open('ffhq.pkl', 'rb'))['G_ema']
+        >>> G2 = injection.attach_injectors(G, {'b64': [injector_spec('my_plugin.inject.Tint', channels=512)]})
+        >>> G2.synthesis.injectors.b64[0]                     # Tint(...); G itself has no injectors
+    """
+    if not isinstance(injector_kwargs, dict):
+        raise TypeError(f'attach_injectors: injector_kwargs must be a dict {{stage: [spec, ...]}}, got {type(injector_kwargs).__name__}')
+    for stage in injector_kwargs:
+        if stage not in G.synthesis.stages:
+            raise ValueError(f'attach_injectors: unknown stage {stage!r}; valid stages are {", ".join(G.synthesis.stages)}')
+    kwargs = _generator_kwargs(G)
+    merged = {stage: list(specs) for stage, specs in (kwargs.synthesis_kwargs.get('injector_kwargs') or {}).items()}
+    new_ok = []
+    for stage, specs in injector_kwargs.items():
+        if not isinstance(specs, (list, tuple)):
+            raise TypeError(f'attach_injectors: injector_kwargs[{stage!r}] must be a list of specs, got {type(specs).__name__}')
+        start = len(merged.get(stage, []))
+        merged[stage] = merged.get(stage, []) + [dnnlib.EasyDict(copy.deepcopy(spec)) for spec in specs]
+        new_ok += [rf'synthesis\.injectors\.{re.escape(stage)}\.{idx}\..*' for idx in range(start, len(merged[stage]))]
+    kwargs.synthesis_kwargs.injector_kwargs = merged
+    return misc.rebuild_module(G, kwargs, new_ok='|'.join(new_ok) or None)
+
+def detach_injectors(G):
+    """Return a copy of `G` without its persistent injectors (the plain generator); G's other weights are copied.
+
+    Example:
+        >>> G_plain = injection.detach_injectors(G2)
+    """
+    kwargs = _generator_kwargs(G)
+    kwargs.synthesis_kwargs.pop('injector_kwargs', None)
+    return misc.rebuild_module(G, kwargs, dropped_ok=r'synthesis\.injectors\..*')
 
 #----------------------------------------------------------------------------

@@ -20,7 +20,6 @@ Command line (like NVIDIA's `legacy.py`):
 import copy
 import io
 import os
-import tempfile
 
 import click
 import torch
@@ -33,7 +32,7 @@ from ._safe_unpickle import NetworkPickleError, safe_load
 from .torch_utils import misc, persistence
 from .torch_utils.persistence import UnsafePickleError
 
-__all__ = ['load_network_pkl', 'load_pkl', 'save_network_pkl', 'load_rosinality_generator', 'UnsafePickleError', 'NetworkPickleError']
+__all__ = ['load_network_pkl', 'load_pkl', 'save_network_pkl', 'load_generator', 'load_rosinality_generator', 'UnsafePickleError', 'NetworkPickleError']
 
 _ZIP_MAGIC = b'PK\x03\x04'
 _LEGACY_TORCH_MAGIC = b'\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19'
@@ -147,10 +146,7 @@ def _fp16_rebuild(module, kwargs_path):
     if target.get('num_fp16_res') == 4 and target.get('conv_clamp') == 256:
         return None
     target['num_fp16_res'], target['conv_clamp'] = 4, 256
-    new = type(module)(**kwargs).eval().requires_grad_(False)
-    misc.copy_params_and_buffers(module, new, require_all=True)
-    new.train(module.training)
-    return new
+    return misc.rebuild_module(module, kwargs)
 
 def _force_fp16(result):
     for key, path in (('G', ['synthesis_kwargs']), ('G_ema', ['synthesis_kwargs']), ('D', [])):
@@ -159,6 +155,21 @@ def _force_fp16(result):
             if new is not None:
                 result[key] = new
     return result
+
+def load_generator(network_pkl, device='cpu', flag='--network'):
+    """G_ema of a network file or URL (any format load_network_pkl reads), on `device`, in eval mode.
+
+    Errors are dnnlib.UserError naming `flag` (one line), for command-line tools.
+
+    Example:
+        >>> G = legacy.load_generator('ffhq.pkl', device='cuda')
+    """
+    try:
+        with dnnlib.util.open_url(network_pkl, flag=flag) as f:
+            data = load_network_pkl(f)
+    except (UnsafePickleError, ValueError, KeyError, EOFError) as err:
+        raise dnnlib.UserError(f'{flag}: {network_pkl}: {err}')
+    return data['G_ema'].to(device).eval()
 
 #----------------------------------------------------------------------------
 
@@ -208,18 +219,8 @@ def save_network_pkl(data, path):
     if not isinstance(data, dict):
         raise TypeError(f'save_network_pkl: data must be a dict, got {type(data).__name__}')
     _check_no_transient_injectors(data)
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + '.', suffix='.tmp', dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            persistence.dump(data, f, protocol=4)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with dnnlib.util.atomic_write(path, fsync=True) as f:
+        persistence.dump(data, f, protocol=4)
 
 #----------------------------------------------------------------------------
 

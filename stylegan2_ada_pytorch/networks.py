@@ -581,7 +581,12 @@ class SynthesisNetwork(torch.nn.Module):
         where = f'injector_kwargs[{stage!r}][{idx}]'
         if not isinstance(spec, dict) or not spec.get('class_name'):
             raise TypeError(f'{where} must be a dict with a class_name, got {spec!r}')
-        injector = dnnlib.util.construct_class_by_name(**spec)
+        cls = dnnlib.util.get_obj_by_name(spec['class_name'])
+        if isinstance(cls, type) and not persistence.is_persistent(cls):
+            raise TypeError(f'{where}: {spec["class_name"]} is not a persistent class; add the decorator '
+                f'@persistence.persistent_class (from stylegan2_ada_pytorch.torch_utils import persistence) above '
+                f'"class {cls.__name__}" so that network pickles can hold it')
+        injector = cls(**{key: value for key, value in spec.items() if key != 'class_name'})
         if not isinstance(injector, torch.nn.Module):
             raise TypeError(f'{where}: {spec["class_name"]} built a {type(injector).__name__}, not a torch.nn.Module')
         return injector

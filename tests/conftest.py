@@ -8,8 +8,10 @@ Markers (declared in pyproject.toml, enforced with --strict-markers):
 - `cuda_build`: compiles CUDA sources with nvcc; skipped if nvcc is absent.
 """
 
+import importlib.metadata
 import os
 import shutil
+import types
 from pathlib import Path
 
 import pytest
@@ -69,5 +71,41 @@ def fixtures_dir(shared_dir):
 def _seed_everything():
     torch.manual_seed(0)
     yield
+
+#----------------------------------------------------------------------------
+# Entry points: tests declare plugin classes themselves (nothing test-only is published).
+
+class FakeEntryPoint:
+    """What importlib.metadata gives: name, value, group, dist.name, load() (which is counted)."""
+    loads = []
+
+    def __init__(self, name, value, dist, group=None):
+        from stylegan2_ada_pytorch import registry
+        self.name, self.value, self.group = name, value, group or registry.INJECTORS_GROUP
+        self.dist = types.SimpleNamespace(name=dist)
+
+    def load(self):
+        FakeEntryPoint.loads.append(self.name)
+        return importlib.metadata.EntryPoint(self.name, self.value, self.group).load()
+
+@pytest.fixture
+def fake_entry_points(monkeypatch):
+    """Replace the registry's entry points: `install((name, 'module:Class', dist[, group]), ..., keep_installed=False)`.
+
+    The group defaults to the injector group. With keep_installed=True the fakes are added to the
+    installed ones (e.g. to register the toolkit's example `zero_conv` injector next to GradStyle's).
+    """
+    from stylegan2_ada_pytorch import registry
+    real = registry._entry_points
+    def install(*entries, keep_installed=False):
+        eps = [FakeEntryPoint(*e) for e in entries]
+        def query(group):
+            return (list(real(group)) if keep_installed else []) + [ep for ep in eps if ep.group == group]
+        monkeypatch.setattr(registry, '_entry_points', query)
+        FakeEntryPoint.loads.clear()
+        return eps
+    return install
+
+ZERO_CONV_ENTRY = ('zero_conv', 'stylegan2_ada_pytorch.testing:ZeroConvInjector', 'gradstyle-tests')
 
 #----------------------------------------------------------------------------

@@ -16,8 +16,9 @@ import click
 
 import editing_directions as ed
 from stylegan2_ada_pytorch import dnnlib
-from stylegan2_ada_pytorch.cli.generate import load_generator, parse_range
+from stylegan2_ada_pytorch.cli.generate import parse_range
 from stylegan2_ada_pytorch.dnnlib import UserError
+from stylegan2_ada_pytorch.legacy import load_generator
 
 #----------------------------------------------------------------------------
 # Helpers shared by the subcommands.

@@ -15,18 +15,15 @@ do the work and raise `dnnlib.UserError`. See `gradstyle_plugin/edit.py` for the
 import json
 import os
 import re
-import tempfile
 
 import click
 import numpy as np
-import PIL.Image
 import torch
 
 import editing_directions as ed
 from stylegan2_ada_pytorch import dnnlib
-from stylegan2_ada_pytorch.cli.generate import to_uint8
-from stylegan2_ada_pytorch.dataset_tool import SkipImage
 from stylegan2_ada_pytorch.dnnlib import UserError
+from stylegan2_ada_pytorch.images import SkipImage, save_image, to_uint8
 from gradstyle_plugin import edit as gse
 from gradstyle_plugin.cli.directions import network_label
 
@@ -138,30 +135,20 @@ def direction_alphas(c, direction):
 #----------------------------------------------------------------------------
 # Atomic output.
 
-def _atomic(path, write_fn, suffix):
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix=suffix, dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write_fn(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
 def write_png(path, arr):
-    """uint8 [H, W, 3] -> PNG, atomically."""
-    _atomic(path, lambda f: PIL.Image.fromarray(arr, 'RGB').save(f, format='png'), '.png')
+    """uint8 [H, W, C] (C = 1 or 3) -> PNG, atomically."""
+    save_image(path, arr)
 
 def write_npy(path, arr):
-    _atomic(path, lambda f: np.save(f, np.ascontiguousarray(arr, dtype='<f4'), allow_pickle=False), '.npy')
+    with dnnlib.util.atomic_write(path) as f:
+        np.save(f, np.ascontiguousarray(arr, dtype='<f4'), allow_pickle=False)
 
 def write_json(path, data):
-    _atomic(path, lambda f: f.write((json.dumps(data, indent=2) + '\n').encode('utf-8')), '.json')
+    with dnnlib.util.atomic_write(path, 'w') as f:
+        f.write(json.dumps(data, indent=2) + '\n')
 
 def make_grid(rows):
-    """Cells uint8 [R, R, 3] in rows of equal length -> one uint8 image [rows * R, cols * R, 3]."""
+    """Cells uint8 [R, R, C] in rows of equal length -> one uint8 image [rows * R, cols * R, C]."""
     return np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
 
 #----------------------------------------------------------------------------
@@ -224,7 +211,7 @@ def run_edit(c, prepared=None, log=print, progress=None):
         record = dict(name=entry.name, stem=entry.stem, status='pending', notes=[])
         records.append(record)
         try:
-            src, record['notes'] = gse.read_image(entry, editor.resolution)
+            src, record['notes'] = gse.read_image(entry, editor.resolution, channels=editor.G.img_channels)
             if record['notes']:
                 log(f'{entry.name}: {"; ".join(record["notes"])}')
             pending.append((record, src))

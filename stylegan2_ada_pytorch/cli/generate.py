@@ -9,12 +9,12 @@ import re
 
 import click
 import numpy as np
-import PIL.Image
 import torch
 
 from .. import dnnlib
-from .. import legacy
 from ..dnnlib import UserError
+from ..images import save_image, to_uint8
+from ..legacy import load_generator
 
 #----------------------------------------------------------------------------
 
@@ -32,26 +32,6 @@ def parse_range(s):
         else:
             raise click.BadParameter(f'{part!r} is not a number or a range like 0-3')
     return values
-
-def to_uint8(img):
-    """[N, C, H, W] in about [-1, 1] -> [N, H, W, C] uint8, as the toolkit converts images."""
-    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-
-def save_png(img_u8, path):
-    """Write one [H, W, C] uint8 image (C = 1 or 3) atomically."""
-    arr = img_u8.cpu().numpy()
-    tmp = path + '.tmp.png'
-    PIL.Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr, 'L' if arr.shape[2] == 1 else 'RGB').save(tmp)
-    os.replace(tmp, path)
-
-def load_generator(network_pkl, device, flag='--network'):
-    """G_ema from any format the safe loader reads, on `device`, in eval mode."""
-    try:
-        with dnnlib.util.open_url(network_pkl, flag=flag) as f:
-            data = legacy.load_network_pkl(f)
-    except (legacy.UnsafePickleError, ValueError, KeyError, EOFError) as err:
-        raise UserError(f'{flag}: {network_pkl}: {err}')
-    return data['G_ema'].to(device).eval()
 
 #----------------------------------------------------------------------------
 
@@ -80,7 +60,7 @@ def generate_images(c, device=None):
         for idx, w in enumerate(ws):
             img = G.synthesis(w.unsqueeze(0), noise_mode=c.noise_mode)
             path = os.path.join(c.outdir, f'proj{idx:02d}.png')
-            save_png(to_uint8(img)[0], path)
+            save_image(path, to_uint8(img)[0])
             written.append(path)
         return written
 
@@ -96,7 +76,7 @@ def generate_images(c, device=None):
             z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device=device, dtype=torch.float32)
             img = G(z, label, truncation_psi=c.truncation_psi, noise_mode=c.noise_mode)
             path = os.path.join(c.outdir, f'seed{seed:04d}.png')
-            save_png(to_uint8(img)[0], path)
+            save_image(path, to_uint8(img)[0])
             written.append(path)
     return written
 

@@ -1,16 +1,19 @@
 """Small general-purpose helpers with the names and meaning of the toolkit's `dnnlib.util`.
 
 `EasyDict`, construction of objects from dotted `class_name` strings, the cache directory, a
-stdout/stderr tee (`Logger`) and `open_url` for local paths and URLs. Nothing in this module
+stdout/stderr tee (`Logger`), `open_url` for local paths and URLs, and `atomic_write`, the one
+way every output file of the project is written (temporary name, then rename). Nothing in this module
 downloads unless a URL is passed explicitly, and an offline machine gets a one-line error that
 says which local-file flag to use instead.
 """
 
+import contextlib
 import hashlib
 import importlib
 import io
 import os
 import re
+import shutil
 import sys
 import tempfile
 import types
@@ -242,13 +245,64 @@ def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename
         name = re.sub(r'[^0-9a-zA-Z._-]+', '_', os.path.basename(urllib.parse.urlparse(url).path)) or 'download'
         os.makedirs(cache_dir, exist_ok=True)
         final = os.path.join(cache_dir, f'{url_md5}_{name}')
-        tmp = final + f'.tmp{os.getpid()}'
-        with open(tmp, 'wb') as f:
+        with atomic_write(final) as f:
             f.write(data)
-        os.replace(tmp, final)
         if return_filename:
             return final
     assert not return_filename
     return io.BytesIO(data)
+
+#----------------------------------------------------------------------------
+# Writing outputs.
+
+@contextlib.contextmanager
+def atomic_write(path, mode='wb', fsync=False, encoding='utf-8'):
+    """Write `path` all at once or not at all: to a temporary name beside it, renamed on success.
+
+    Yields an open file (`mode` 'wb' or 'w'; text is written as `encoding`), or, with
+    `mode='dir'`, the path of a temporary directory to fill. When the block ends normally the
+    temporary is renamed onto `path` with `os.replace` (same folder, so the rename is atomic and an
+    existing file is replaced; an existing directory must be empty). When it raises (or is
+    interrupted) the temporary is removed and `path` is left as it was. The result gets the
+    usual permissions (0666 / 0777 minus the umask). `fsync=True` flushes the data to disk
+    before the rename (network snapshots).
+
+    Example:
+        >>> with dnnlib.util.atomic_write('out/summary.json', 'w') as f:
+        ...     json.dump(summary, f, indent=2)
+        >>> with dnnlib.util.atomic_write('out/img.png') as f:
+        ...     PIL.Image.fromarray(arr).save(f, format='png')
+        >>> with dnnlib.util.atomic_write('dataset_dir', mode='dir') as tmp_dir:
+        ...     write_files_into(tmp_dir)
+    """
+    if mode not in ('wb', 'w', 'dir'):
+        raise ValueError(f"atomic_write: mode must be 'wb', 'w' or 'dir', got {mode!r}")
+    path = os.path.abspath(os.fspath(path))
+    parent, base = os.path.split(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    if mode == 'dir':
+        tmp = tempfile.mkdtemp(prefix=f'.{base}.', suffix='.partial', dir=parent)
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=f'.{base}.', suffix='.partial', dir=parent)
+    try:
+        if mode == 'dir':
+            yield tmp
+        else:
+            with os.fdopen(fd, mode, **({} if mode == 'wb' else dict(encoding=encoding))) as f:
+                yield f
+                f.flush()
+                if fsync:
+                    os.fsync(f.fileno())
+        os.chmod(tmp, (0o777 if mode == 'dir' else 0o666) & ~umask)  # mkstemp/mkdtemp create 0600/0700
+        if mode == 'dir' and os.path.isdir(path):
+            os.rmdir(path)  # must be empty; fails loudly otherwise
+        os.replace(tmp, path)
+    except BaseException:
+        if mode == 'dir':
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 #----------------------------------------------------------------------------

@@ -155,6 +155,46 @@ def copy_params_and_buffers(src_module, dst_module, require_all=False):
                     raise ValueError(f'copy_params_and_buffers: {name} has shape {list(src.shape)} in the source, {list(tensor.shape)} in the destination')
                 tensor.copy_(src)
 
+def rebuild_module(module, init_kwargs=None, *, cls=None, new_ok=None, dropped_ok=None):
+    """A fresh instance of a persistent module built from init kwargs, with every tensor of `module` copied in.
+
+    The new module is `cls(**init_kwargs)` (defaults: `type(module)` and `module.init_kwargs`, with
+    `module.init_args` when `cls` is not given), built `.eval().requires_grad_(False)` (so tensors can
+    be copied into it), then moved to `module`'s device and given its `training` flag. `module` is not
+    changed. Nothing is lost silently: every parameter/buffer of `module` must have a place of the
+    same name and shape in the new one, unless its name matches the regex `dropped_ok`; and every
+    tensor of the new one must come from `module`, unless its name matches the regex `new_ok`
+    (freshly initialised branches). This is the toolkit's one rebuild path (force_fp16, attaching
+    or detaching injectors, wrapping networks).
+
+    Example:
+        >>> kwargs = G.init_kwargs
+        >>> kwargs.synthesis_kwargs.num_fp16_res = 4
+        >>> G16 = misc.rebuild_module(G, kwargs)
+    """
+    assert isinstance(module, torch.nn.Module)
+    if cls is None:
+        cls, args = type(module), tuple(getattr(module, 'init_args', ()))
+        init_kwargs = module.init_kwargs if init_kwargs is None else init_kwargs
+    else:
+        args = ()
+    new = cls(*args, **init_kwargs).eval().requires_grad_(False)
+    src = dict(named_params_and_buffers(module))
+    dst = dict(named_params_and_buffers(new))
+    lost = [n for n in src if n not in dst and not (dropped_ok and re.fullmatch(dropped_ok, n))]
+    if lost:
+        raise KeyError(f'rebuild_module: {len(lost)} tensors of the {type(module).__name__} have no place in the rebuilt '
+            f'{cls.__name__}: {", ".join(lost[:8])}')
+    missing = [n for n in dst if n not in src and not (new_ok and re.fullmatch(new_ok, n))]
+    if missing:
+        raise KeyError(f'rebuild_module: the rebuilt {cls.__name__} has {len(missing)} tensors the {type(module).__name__} '
+            f'lacks: {", ".join(missing[:8])}')
+    copy_params_and_buffers(module, new)
+    tensors = params_and_buffers(module)
+    if tensors:
+        new = new.to(tensors[0].device)
+    return new.train(module.training)
+
 #----------------------------------------------------------------------------
 
 @contextlib.contextmanager

@@ -19,18 +19,12 @@ Example:
 import abc
 import json
 import os
-import zipfile
 
 import numpy as np
-import PIL.Image
 import torch
 
 from .. import dnnlib
-
-try:
-    import pyspng
-except ImportError:
-    pyspng = None
+from .. import images
 
 #----------------------------------------------------------------------------
 
@@ -181,7 +175,9 @@ class ImageFolderDataset(Dataset):
 
     Files are those whose lowercase extension PIL knows, in sorted order of their relative path
     (`/` separators). The image shape is taken from the first file; every item is checked against
-    it when loaded, and a mismatch raises an IOError naming the file.
+    it when loaded, and a mismatch raises an IOError naming the file. A zip is opened once per
+    process (`images.ZipReader`), so DataLoader workers forked from a process that already read
+    the zip get their own handle.
     """
 
     def __init__(self,
@@ -190,7 +186,7 @@ class ImageFolderDataset(Dataset):
         **super_kwargs,         # Arguments of Dataset: max_size, use_labels, xflip, random_seed.
     ):
         self._path = os.path.expanduser(path)
-        self._zipfile = None
+        self._zip = None
 
         if os.path.isdir(self._path):
             self._type = 'dir'
@@ -200,12 +196,12 @@ class ImageFolderDataset(Dataset):
             if not os.path.isfile(self._path):
                 raise IOError(f'{path}: no such zip file')
             self._type = 'zip'
-            self._all_fnames = set(self._get_zipfile().namelist())
+            self._zip = images.ZipReader(self._path)
+            self._all_fnames = set(self._zip.get().namelist())
         else:
             raise IOError(f'{path}: dataset path must point to a directory or a .zip file')
 
-        PIL.Image.init()
-        self._image_fnames = sorted(fname for fname in self._all_fnames if self._file_ext(fname) in PIL.Image.EXTENSION)
+        self._image_fnames = images.image_names(self._all_fnames)
         if len(self._image_fnames) == 0:
             raise IOError(f'{path}: no image files found')
 
@@ -220,26 +216,14 @@ class ImageFolderDataset(Dataset):
     def _file_ext(fname):
         return os.path.splitext(fname)[1].lower()
 
-    def _get_zipfile(self):
-        assert self._type == 'zip'
-        if self._zipfile is None:
-            self._zipfile = zipfile.ZipFile(self._path)
-        return self._zipfile
-
     def _open_file(self, fname):
         if self._type == 'dir':
             return open(os.path.join(self._path, fname), 'rb')
-        return self._get_zipfile().open(fname, 'r')
+        return self._zip.get().open(fname, 'r')
 
     def close(self):
-        try:
-            if self._zipfile is not None:
-                self._zipfile.close()
-        finally:
-            self._zipfile = None
-
-    def __getstate__(self):
-        return dict(super().__getstate__(), _zipfile=None)
+        if self._zip is not None:
+            self._zip.close()
 
     def _describe_raw(self, raw_idx):
         return os.path.join(self._path, self._image_fnames[int(raw_idx)])
@@ -248,10 +232,7 @@ class ImageFolderDataset(Dataset):
         fname = self._image_fnames[raw_idx]
         try:
             with self._open_file(fname) as f:
-                if pyspng is not None and self._file_ext(fname) == '.png':
-                    image = pyspng.load(f.read())
-                else:
-                    image = np.array(PIL.Image.open(f))
+                image = images.decode_raw(f, fname)
         except (OSError, ValueError, SyntaxError) as e:
             raise IOError(f'{self._describe_raw(raw_idx)}: cannot decode image ({e})') from e
         if image.ndim == 2:

@@ -3,10 +3,10 @@
 import os
 
 import numpy as np
-import PIL.Image
 import torch
 
 from .. import dnnlib
+from ..images import save_image
 
 #----------------------------------------------------------------------------
 
@@ -52,9 +52,7 @@ def save_image_grid(img, fname, drange, grid_size):
     _N, C, H, W = img.shape
     img = img.reshape([gh, gw, C, H, W]).transpose(0, 3, 1, 4, 2).reshape([gh * H, gw * W, C])
     assert C in [1, 3]
-    tmp = fname + '.tmp.png'
-    PIL.Image.fromarray(img[:, :, 0] if C == 1 else img, 'L' if C == 1 else 'RGB').save(tmp)
-    os.replace(tmp, fname)
+    save_image(fname, img)
 
 #----------------------------------------------------------------------------
 

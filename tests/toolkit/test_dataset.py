@@ -5,6 +5,7 @@ recomputed with NumPy's RandomState; nothing is compared with the dataset's own 
 """
 
 import json
+import multiprocessing
 import os
 import pickle
 import zipfile
@@ -12,6 +13,7 @@ import zipfile
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 
 from stylegan2_ada_pytorch.training.dataset import Dataset, ImageFolderDataset
 
@@ -168,17 +170,55 @@ def test_pickling_drops_cached_labels_and_zip_handle(rgb_dataset):
     _images, labels, _folder, zip_path = rgb_dataset
     ds = ImageFolderDataset(str(zip_path), use_labels=True)
     ds[0] # opens the zip and caches labels
-    assert ds._zipfile is not None and ds._raw_labels is not None
+    assert ds._zip._zipfile is not None and ds._raw_labels is not None
     state = ds.__getstate__()
-    assert state['_raw_labels'] is None and state['_zipfile'] is None
-    clone = pickle.loads(pickle.dumps(ds)) # what a DataLoader worker receives  # safe: bytes this test just made
-    assert clone._zipfile is None and clone._raw_labels is None
+    assert state['_raw_labels'] is None
+    clone = pickle.loads(pickle.dumps(ds)) # what a spawned DataLoader worker receives  # safe: bytes this test just made
+    assert clone._zip._zipfile is None and clone._raw_labels is None
     img, label = clone[3]
     np.testing.assert_array_equal(img, ds[3][0])
     assert int(np.argmax(label)) == labels[3]
-    assert clone._zipfile is not None # reopened lazily in the "worker"
+    assert clone._zip._zipfile is not None # reopened lazily in the "worker"
     clone.close()
-    assert clone._zipfile is None
+    assert clone._zip._zipfile is None
+
+def _forked_child(ds, queue):
+    inherited = ds._zip._zipfile
+    handle = ds._zip.get()
+    queue.put((inherited is not None, handle is not inherited, ds[2][0]))
+
+@pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs fork (the DataLoader default on Linux)')
+def test_forked_process_opens_its_own_zip_handle(rgb_dataset):
+    images, _labels, _folder, zip_path = rgb_dataset
+    ds = ImageFolderDataset(str(zip_path))
+    ds[0] # the parent now holds an open handle, as snapshot_images.setup leaves it
+    ctx = multiprocessing.get_context('fork')
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_forked_child, args=(ds, queue))
+    proc.start()
+    had_handle, reopened, img = queue.get(timeout=60)
+    proc.join(timeout=60)
+    assert proc.exitcode == 0 and had_handle and reopened
+    np.testing.assert_array_equal(img, images[2].transpose(2, 0, 1))
+    np.testing.assert_array_equal(ds[1][0], images[1].transpose(2, 0, 1)) # the parent's handle still works
+
+@pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs fork (the DataLoader default on Linux)')
+def test_loader_workers_and_parent_read_one_zip_at_once(tmp_path):
+    # The training loop's pattern: the parent reads the zip (grids) while forked workers load batches.
+    images = _make_images(48, res=16)
+    _write_folder(tmp_path / 'd', images)
+    _zip_folder(tmp_path / 'd', tmp_path / 'd.zip')
+    ds = ImageFolderDataset(str(tmp_path / 'd.zip'))
+    ds[0]
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context='fork')
+    seen = 0
+    for rounds in range(3):
+        for batch_idx, (batch, _labels) in enumerate(loader):
+            for k in range(4):
+                np.testing.assert_array_equal(ds[(batch_idx * 7 + k) % 48][0], images[(batch_idx * 7 + k) % 48].transpose(2, 0, 1))
+            np.testing.assert_array_equal(batch.numpy(), images[batch_idx * 4:(batch_idx + 1) * 4].transpose(0, 3, 1, 2))
+            seen += len(batch)
+    assert seen == 3 * 48
 
 def test_base_class_one_hot_and_subset_without_files():
     class Synthetic(Dataset):

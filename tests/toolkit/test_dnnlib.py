@@ -86,3 +86,55 @@ def test_logger_tees_to_file(tmp_path, capsys):
         print('hello log')
     assert 'hello log' in log.read_text()
     assert 'hello log' in capsys.readouterr().out
+
+#----------------------------------------------------------------------------
+# atomic_write: all or nothing.
+
+def _listing(folder):
+    return sorted(os.listdir(folder))
+
+def test_atomic_write_replaces_on_success_with_usual_permissions(tmp_path):
+    path = tmp_path / 'out.bin'
+    path.write_bytes(b'old')
+    with util.atomic_write(path) as f:
+        f.write(b'new')
+        assert path.read_bytes() == b'old' # not visible until the block ends
+    assert path.read_bytes() == b'new' and _listing(tmp_path) == ['out.bin']
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
+    with util.atomic_write(tmp_path / 'text.json', 'w', fsync=True) as f:
+        f.write('{"ü": 1}\n')
+    assert (tmp_path / 'text.json').read_text(encoding='utf-8') == '{"ü": 1}\n'
+
+@pytest.mark.parametrize('exc', [RuntimeError('disk full'), KeyboardInterrupt()])
+def test_atomic_write_leaves_nothing_on_error(tmp_path, exc):
+    path = tmp_path / 'out.bin'
+    path.write_bytes(b'old')
+    with pytest.raises(type(exc)):
+        with util.atomic_write(path) as f:
+            f.write(b'half')
+            raise exc
+    assert path.read_bytes() == b'old' and _listing(tmp_path) == ['out.bin']
+    with pytest.raises(type(exc)):
+        with util.atomic_write(tmp_path / 'new.bin') as f:
+            raise exc
+    assert _listing(tmp_path) == ['out.bin']
+
+def test_atomic_write_directory(tmp_path):
+    dest = tmp_path / 'dataset'
+    with util.atomic_write(dest, mode='dir') as tmp_dir:
+        (tmp_path / 'dataset').exists() and pytest.fail('dest must not exist before the block ends')
+        with open(os.path.join(tmp_dir, 'a.txt'), 'w') as f:
+            f.write('a')
+    assert _listing(dest) == ['a.txt'] and _listing(tmp_path) == ['dataset']
+    dest2 = tmp_path / 'empty'
+    dest2.mkdir()
+    with pytest.raises(ValueError):
+        with util.atomic_write(dest2, mode='dir') as tmp_dir:
+            open(os.path.join(tmp_dir, 'b.txt'), 'w').close()
+            raise ValueError('stop')
+    assert _listing(dest2) == [] and _listing(tmp_path) == ['dataset', 'empty']
+    with pytest.raises(ValueError, match="mode must be"):
+        with util.atomic_write(tmp_path / 'x', mode='a'):
+            pass

@@ -7,6 +7,7 @@ fp16 in -> fp16 out, unknown stages raise; plus the transient path and error mes
 
 import copy
 import pickle
+import re
 
 import pytest
 import torch
@@ -48,6 +49,54 @@ class DropChannel(injection.Injector):
 
     def forward(self, x, img, *, stage, ws, **inject_kwargs):
         return x[:, :-1], img
+
+@persistence.persistent_class
+class Tint(injection.Injector):
+    """A correct injector (zero-init scale, fp32 maths, dtype kept)."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros([channels]))
+
+    def forward(self, x, img, *, stage, ws, **inject_kwargs):
+        return (x.float() * (1 + self.weight.reshape(1, -1, 1, 1))).to(x.dtype), img
+
+@persistence.persistent_class
+class NotZeroInit(Tint):
+    def __init__(self, channels):
+        super().__init__(channels)
+        torch.nn.init.ones_(self.weight)
+
+@persistence.persistent_class
+class NoContextKwargs(Tint):
+    def forward(self, x, img, *, stage, ws):
+        return super().forward(x, img, stage=stage, ws=ws)
+
+@persistence.persistent_class
+class LazyGain(Tint):
+    """Creates a parameter on its first call: the rebuild path cannot restore it."""
+
+    def forward(self, x, img, *, stage, ws, **inject_kwargs):
+        if not hasattr(self, 'gain'):
+            self.gain = torch.nn.Parameter(torch.ones([]))
+        y, img = super().forward(x, img, stage=stage, ws=ws)
+        return (y.float() * self.gain).to(x.dtype), img
+
+@persistence.persistent_class
+class Fp32Out(Tint):
+    def forward(self, x, img, *, stage, ws, **inject_kwargs):
+        return x.float() * (1 + self.weight.reshape(1, -1, 1, 1)), img
+
+class Undecorated(injection.Injector):
+    def __init__(self, channels):
+        super().__init__()
+
+class PlainModule(torch.nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+
+    def forward(self, x, img, *, stage, ws, **inject_kwargs):
+        return x, img
 
 class Scale(torch.nn.Module):
     def __init__(self, factor):
@@ -313,5 +362,72 @@ def test_gradients_reach_persistent_injectors_only_when_enabled():
     # the final stage can only change the output through img: it gets no gradient here.
     for name, g in grads.items():
         assert (g is None) if '.b32.' in name else (g.abs().sum() > 0), name
+
+#----------------------------------------------------------------------------
+# Non-persistent injectors fail when built; attach_injectors; testing.check_injector.
+
+def test_non_persistent_injector_fails_at_construction_saying_what_to_add():
+    with pytest.raises(TypeError, match=r'Undecorated is not a persistent class; add the decorator @persistence.persistent_class '
+            r'\(from stylegan2_ada_pytorch.torch_utils import persistence\) above "class Undecorated"'):
+        Undecorated(16)
+    for cls in (Undecorated, PlainModule):
+        with pytest.raises(TypeError, match=rf"injector_kwargs\['b16'\]\[0\]: tests.toolkit.test_injection.{cls.__name__} is not a "
+                r'persistent class; add the decorator @persistence.persistent_class'):
+            testing.tiny_generator(synthesis_kwargs=dict(injector_kwargs={'b16': [spec(cls, channels=16)]}))
+    G = testing.tiny_generator()
+    with G.synthesis.register_injector('b16', PlainModule(16)):      # the transient path takes any module
+        G(torch.randn(1, 32), None)
+
+def test_attach_injectors_copies_every_weight_and_leaves_G_alone():
+    G0 = randomize(testing.tiny_generator())
+    G = injection.attach_injectors(G0, {'b8': [spec(AddConst, value=0.5)]})
+    randomize(G.synthesis.injectors)
+    before = {name: t.clone() for name, t in G.state_dict().items()}
+    G2 = injection.attach_injectors(G, {'b16': [spec(Tint, channels=16)], 'b8': [spec(Tint, channels=32)]})
+    assert G.state_dict().keys() == before.keys() and all(torch.equal(G.state_dict()[n], t) for n, t in before.items())
+    for name, tensor in G.state_dict().items():
+        assert torch.equal(G2.state_dict()[name], tensor), name                  # every weight copied
+    assert [type(m).__name__ for m in G2.synthesis.injectors.b8] == ['AddConst', 'Tint']
+    assert G2.init_kwargs.synthesis_kwargs.injector_kwargs['b16'] == [spec(Tint, channels=16)]
+    assert not G2.training and not any(p.requires_grad for p in G2.parameters())
+    ws = torch.randn([2, G.num_ws, G.w_dim])
+    torch.testing.assert_close(G2.synthesis(ws, noise_mode='const'), G.synthesis(ws, noise_mode='const'), rtol=0, atol=1e-6)
+    plain = injection.detach_injectors(G2)
+    assert 'injectors' not in plain.synthesis._modules and 'injector_kwargs' not in plain.init_kwargs.synthesis_kwargs
+    assert torch.equal(plain.synthesis(ws, noise_mode='const'), G0.synthesis(ws, noise_mode='const'))
+    with pytest.raises(ValueError, match="attach_injectors: unknown stage 'b64'"):
+        injection.attach_injectors(G, {'b64': [spec(Tint, channels=8)]})
+
+@pytest.fixture
+def declared(fake_entry_points):
+    """The test injectors declared the way a plugin declares them (the safe loader needs that)."""
+    names = ['Tint', 'NotZeroInit', 'NoContextKwargs', 'LazyGain', 'Fp32Out']
+    fake_entry_points(*[(n.lower(), f'{__name__}:{n}', 'gradstyle-tests') for n in names], keep_installed=True)
+
+ALL_CHECKS = ['persistent', 'attach', 'extra inject_kwargs', 'zero-init identity', 'deepcopy', 'rebuild require_all',
+    'pickle round trip', 'fp16 in, fp16 out']
+
+def test_check_injector_passes_good_injectors(declared):
+    assert testing.check_injector(spec(Tint, channels=16), stage='b16') == ALL_CHECKS
+    assert testing.check_injector(testing.zero_conv_spec(32), stage='b8') == ALL_CHECKS
+    assert testing.check_injector(testing.zero_conv_spec(32), stage='b4') == ALL_CHECKS[:-1]   # b4 never runs in fp16
+
+@pytest.mark.parametrize('cls, check, message', [
+    (Undecorated, 'persistent', 'is not a persistent class; add @persistence.persistent_class'),
+    (NoContextKwargs, 'extra inject_kwargs', r"unexpected keyword argument '_check_injector_extra'; forward must take"),
+    (NotZeroInit, 'zero-init identity', r'outputs differ by [0-9.e+-]+ \(max abs, tolerance 1e-05\)'),
+    (LazyGain, 'rebuild require_all', 'outputs differ by'),
+    (Fp32Out, 'fp16 in, fp16 out', r'changed x from \[2, 16, 16, 16\] float16 to \[2, 16, 16, 16\] float32'),
+])
+def test_check_injector_names_the_broken_contract(declared, cls, check, message):
+    with pytest.raises(testing.InjectorCheckError, match=rf'check_injector\(tests.toolkit.test_injection.{cls.__name__} at b16\): '
+            rf'{re.escape(check)}: .*{message}'):
+        testing.check_injector(spec(cls, channels=16), stage='b16')
+
+def test_check_injector_needs_the_class_declared(fake_entry_points):
+    fake_entry_points()
+    with pytest.raises(testing.InjectorCheckError, match=r'pickle round trip: UnsafePickleError: .*refusing class_name '
+            r"'tests.toolkit.test_injection.Tint'.*declare the class in the \"stylegan2_ada_pytorch.injectors\" entry-point group"):
+        testing.check_injector(spec(Tint, channels=16), stage='b16')
 
 #----------------------------------------------------------------------------

@@ -663,7 +663,9 @@ def test_stored_source_uses_toolkit_names_only():
     assert imports == ['import itertools', 'import weakref', 'import numpy as np', 'import torch',
         'from torch_utils import misc, persistence', 'from torch_utils.ops import bias_act, conv2d_resample, fma, upfirdn2d',
         'import dnnlib']
+    # persistence.is_persistent exists in NVIDIA's persistence.py as well (it checks injector classes).
     allowed = {'misc.profiled_function', 'misc.assert_shape', 'misc.suppress_tracer_warnings', 'persistence.persistent_class',
+        'persistence.is_persistent',
         'conv2d_resample.conv2d_resample', 'upfirdn2d.setup_filter', 'upfirdn2d.upsample2d', 'upfirdn2d.downsample2d',
         'bias_act.bias_act', 'bias_act.activation_funcs', 'fma.fma', 'dnnlib.util', 'dnnlib.EasyDict'}
     used = set(re.findall(r'\b(?:misc|persistence|conv2d_resample|upfirdn2d|bias_act|fma|dnnlib)\.\w+', src))

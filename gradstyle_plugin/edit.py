@@ -17,13 +17,14 @@ Two modes, chosen from what the files hold:
   editing stream (GAMs aligning F_m) runs once per edited code W+ + alpha * dW.
 - 'e4e': a plain generator plus an encoder: X_r = G.synthesis(W+), X_e = G.synthesis(edited W+).
 
-The alpha = 0 rule: when an edit leaves the codes unchanged (W+ + 0 * dW == W+ exactly, i.e.
-alpha = 0 for interfacegan/custom/tensor directions), the edit IS the reconstruction: the very
-same tensor, and the editing stream does not run. The editing stream exists to align the residuals
-to a changed layout; for unchanged codes the ideal alignment is the identity, which the trained
-Aligner only approximates, so running it would make "no edit" differ slightly from the
-reconstruction. A ganspace direction's alpha SETS the coordinate along its component (see
-editing_directions/README.md), so its alpha = 0 is a real edit and runs the editing stream.
+The alpha = 0 rule: by default every edit runs the editing stream, also when it leaves the codes
+unchanged (alpha = 0 for interfacegan/custom/tensor directions), so an alpha sweep is continuous:
+alpha = 0 shows what the trained Aligner does to unwarped residuals, and its distance from the
+reconstruction is the aligner's identity error (`Editor.identity_error`, reported by
+gradstyle-edit in edits.json). With `alpha0_shortcut=True` an edit with unchanged codes IS the
+reconstruction (the very same tensor; the editing stream does not run). A ganspace direction's
+alpha SETS the coordinate along its component (see editing_directions/README.md), so its alpha = 0
+is a real edit either way.
 
 Everything runs with noise_mode='const' on contiguous NCHW inputs, so a call repeated gives the
 same tensors. Editing a batch equals editing its images one by one up to float32 rounding (the
@@ -145,7 +146,7 @@ def _check_pair(G, E, network_pkl):
 def _features(table):
     return ', '.join(f'{s} [{c}]' for s, c in table.items())
 
-def load_editor(network_pkl, encoder=None, device=None):
+def load_editor(network_pkl, encoder=None, device=None, alpha0_shortcut=False):
     """An Editor from a GradStyle snapshot, or from a plain generator plus an encoder (e4e-only path).
 
     `network_pkl`: a snapshot written by gradstyle-train (G_ema with GradStyle stages plus
@@ -169,7 +170,7 @@ def load_editor(network_pkl, encoder=None, device=None):
         raise UserError(f'--encoder: --network {network_pkl} holds {what}; pass --encoder (an e4e .pt checkpoint or a pickle '
             'with an "encoder") to edit with it')
     _check_pair(G, E, network_pkl)
-    return Editor(G.to(device).eval().requires_grad_(False), E.to(device).eval().requires_grad_(False))
+    return Editor(G.to(device).eval().requires_grad_(False), E.to(device).eval().requires_grad_(False), alpha0_shortcut=alpha0_shortcut)
 
 #----------------------------------------------------------------------------
 # The editor.
@@ -185,7 +186,9 @@ class Editor:
     """A loaded generator + encoder that inverts and edits images (in memory, never pickled).
 
     `mode` is 'gradstyle' (G has GradStyle stages) or 'e4e' (plain G). `resolution` is the image
-    size the network takes and makes. See the module docstring for the alpha = 0 rule.
+    size the network takes and makes. `alpha0_shortcut`: return the reconstruction itself for an
+    edit that leaves the codes unchanged (default False: run the editing stream, so sweeps are
+    continuous; see the module docstring).
 
     Example:
         >>> editor = load_editor('snapshot.pkl', device='cpu')
@@ -194,9 +197,10 @@ class Editor:
         >>> out.img_edit[-3.0]                                    # [N, 3, R, R]
     """
 
-    def __init__(self, G, encoder):
+    def __init__(self, G, encoder, alpha0_shortcut=False):
         self.G = G
         self.encoder = encoder
+        self.alpha0_shortcut = bool(alpha0_shortcut)
         self.mode = 'gradstyle' if stage_modules(G) else 'e4e'
         self.resolution = int(G.img_resolution)
         self.device = next(G.parameters()).device
@@ -241,13 +245,24 @@ class Editor:
         return vector
 
     @torch.no_grad()
+    def identity_error(self, inv):
+        """{stage: [N]} |F' - F|_1 / |F|_1 of the Aligner on unwarped residuals at unchanged codes (alpha 0).
+
+        0 is a perfect identity; NaN where F = 0 (an untrained GRM). Empty in 'e4e' mode.
+        """
+        if self.mode == 'e4e':
+            return {}
+        _img, record = editing_stream(self.G, inv.ws, inv.residuals, noise_mode=NOISE_MODE)
+        return {s: (record[s]['F'] - F).abs().flatten(1).sum(1) / F.abs().flatten(1).sum(1) for s, F in inv.residuals.items()}
+
+    @torch.no_grad()
     def edit_codes(self, inv, direction, alpha):
-        """(ws_edit, img_edit) for one alpha on an Inversion; reuses inv.img_rec when the codes are unchanged."""
+        """(ws_edit, img_edit) for one alpha on an Inversion (inv.img_rec for unchanged codes with alpha0_shortcut)."""
         if isinstance(direction, ed.Direction):
             ws_edit = direction.apply(inv.ws, float(alpha))
         else:
             ws_edit = apply_direction(inv.ws, direction.to(inv.ws.device), float(alpha))
-        if torch.equal(ws_edit, inv.ws):
+        if torch.equal(ws_edit, inv.ws) and (self.alpha0_shortcut or self.mode == 'e4e'):
             return inv.ws, inv.img_rec
         if self.mode == 'e4e':
             return ws_edit, self.G.synthesis(ws_edit, noise_mode=NOISE_MODE)

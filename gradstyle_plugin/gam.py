@@ -84,14 +84,16 @@ class SelectiveAttention(torch.nn.Module):
                 self.v.weight.copy_(torch.eye(inner, channels))
                 self.out.weight.copy_(torch.eye(channels, inner))
 
-    def forward(self, query, context, values=None):
+    def forward(self, query, context, values=None, mu=None):
+        """Attend from `query` [N, Lq, C] to `context` [N, Lk, C]; `values` default to `context`; `mu` overrides self.mu."""
         values = context if values is None else values
+        mu = self.mu if mu is None else mu
         misc.assert_shape(query, [None, None, self.channels])               # [N, Lq, C]
         misc.assert_shape(context, [query.shape[0], None, self.channels])   # [N, Lk, C]
         misc.assert_shape(values, list(context.shape))
         split = lambda t: t.reshape(t.shape[0], t.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
         q, k, v = split(self.q(query)), split(self.k(context)), split(self.v(values))    # [N, h, L, d]
-        o = selective_attention(q, k, v, self.mu, chunk_size=self.chunk_size)            # [N, h, Lq, d]
+        o = selective_attention(q, k, v, mu, chunk_size=self.chunk_size)                 # [N, h, Lq, d]
         o = o.transpose(1, 2).reshape(query.shape[0], query.shape[1], -1)
         return self.out(o)
 
@@ -125,7 +127,8 @@ class Aligner(torch.nn.Module):
         self.ffns = torch.nn.ModuleList([torch.nn.Sequential(torch.nn.Linear(channels, channels * ffn_mult), torch.nn.GELU(),
             torch.nn.Linear(channels * ffn_mult, channels)) for _ in range(num_layers - 1)])
 
-    def forward(self, F_hat, f_edit):
+    def forward(self, F_hat, f_edit, mu=None):
+        """F' [N, C, H, W] from residuals F_hat and edited features f_edit; `mu` overrides every layer's kept fraction."""
         misc.assert_shape(F_hat, [None, self.channels, None, None])
         misc.assert_shape(f_edit, list(F_hat.shape))
         N, C, H, W = F_hat.shape
@@ -134,9 +137,9 @@ class Aligner(torch.nn.Module):
         Z_F = self.norm_context(values) + pos                                              # keys: content + position
         h = self.norm_query(to_tokens(f_edit.to(torch.float32))) + pos                     # queries: Z_f
         for attn_norm, attn, ffn_norm, ffn in zip(self.attn_norms, self.attns, self.ffn_norms, self.ffns):
-            h = h + attn(attn_norm(h), Z_F)
+            h = h + attn(attn_norm(h), Z_F, mu=mu)
             h = h + ffn(ffn_norm(h))
-        aligned = self.attns[-1](self.attn_norms[-1](h), Z_F, values=values)               # [N, L, C]
+        aligned = self.attns[-1](self.attn_norms[-1](h), Z_F, values=values, mu=mu)        # [N, L, C]
         return from_tokens(aligned, H, W)                                                  # [N, C, H, W]
 
     def extra_repr(self):

@@ -57,8 +57,8 @@ class GradualResidualModule(torch.nn.Module):
     def __init__(self,
         channels,                   # C: channels of the generator's block output at this stage.
         feature_channels,           # c: channels of the encoder features T_m (512 for e4e).
-        hidden_channels = None,     # K: width of the common space; None = min(C, 512).
-        num_blocks      = 2,        # Residual blocks in E_res.
+        hidden_channels = None,     # K: width of the common space (ours; `paper` preset: K = c); None = min(C, 512).
+        num_blocks      = 2,        # Residual blocks in E_res (ours: the paper says "ResNet-based").
         slope           = 0.2,      # Negative slope of the leaky ReLUs.
     ):
         super().__init__()
@@ -97,7 +97,7 @@ class GateFusion(torch.nn.Module):
 
     def __init__(self,
         channels,                   # C: channels of f and F.
-        hidden_channels = None,     # Width of W_g's hidden layer; None = min(C, 256).
+        hidden_channels = None,     # Width of W_g's hidden layer (ours; `paper` preset: c); None = min(C, 256).
         slope           = 0.2,      # Negative slope of the leaky ReLU.
     ):
         super().__init__()
@@ -107,11 +107,12 @@ class GateFusion(torch.nn.Module):
         self.conv0 = _conv(channels * 2, hidden)
         self.conv1 = _conv(hidden, channels)
 
-    def forward(self, f, F):
+    def forward(self, f, F, scale=1.0):
+        """(f + scale * g * F, g); `scale` is the inference dial of `stage.py` (`gate_scale`), 1 in training."""
         misc.assert_shape(f, [None, self.channels, None, None])
         misc.assert_shape(F, list(f.shape))
         h = torch.nn.functional.leaky_relu(self.conv0(torch.cat([f, F], dim=1)), self.slope)
         g = torch.sigmoid(self.conv1(h))                                    # [N, C, H, W]
-        return f + g * F, g
+        return f + (g * F if scale == 1 else scale * g * F), g
 
 #----------------------------------------------------------------------------

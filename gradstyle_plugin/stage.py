@@ -12,9 +12,29 @@ the shared Gate&Fusion, and switches on `inject_kwargs['stream']`:
 `features` (T_m from the encoder) and `residuals` (the F_m the editing stream aligns, possibly
 detached and perspective-transformed) are dicts keyed by stage name; when `record` (a dict the
 caller owns) is given, the stage stores its intermediates there: record[stage] = {'F', 'g', 'gF'}
-('F' is the aligned F' in the editing stream). When the stage is the generator's last block,
-its refined x reaches the image only through a 1x1 conv to RGB (`torgb`, zero bias) applied to
-g * F, because no later block consumes x.
+('F' is what the gate fused: F in the reconstruction stream, F' in the editing stream). When the
+stage is the generator's last block, its refined x reaches the image only through a bias-free 1x1
+conv to RGB (`torgb`) applied to gF, because no later block consumes x.
+
+Gradient routing of the shared Gate&Fusion (paper 3.4: the GRMs "with their Gate&Fusion" learn
+from the reconstruction error only, "with the gradient from GAMs detached"). By default the
+editing stream calls the gate (and `torgb`) through *detached* copies of their weights
+(`torch.func.functional_call`): editing-stream losses still reach the Aligner through the gate's
+inputs, but never move the shared gate. `edit_trains_gate=True` restores the other reading (the
+gate also learns from the editing losses) for ablations.
+
+Per-call inference knobs (all optional, in `inject_kwargs`, e.g. through `streams.run_streams`):
+
+    stages      iterable of stage names: only these stages inject; the others are the identity.
+    gate_scale  {stage: float}: multiplies g at that stage (f~ = f + s * g * F), both streams; the
+                fidelity/editability dial (0 = the plain generator at that stage). Missing stages: 1.
+    align       False: the editing stream injects the residuals unaligned through the gate
+                (F' = F^, HFGI without alignment; the `no-gam` ablation). Default True.
+    mu          overrides the Aligner's Selective Attention kept fraction (1 = dense attention).
+    edit_trains_gate  see above (training only; default False).
+
+Example:
+    >>> G.synthesis(ws, inject_kwargs=dict(stream='rec', features=T, stages={'b16', 'b32'}, gate_scale={'b32': 0.5}))
 
 Shape letters: N batch, C channels of the stage, c encoder feature channels, H/W stage resolution.
 """
@@ -28,6 +48,7 @@ from gradstyle_plugin.grm import GateFusion, GradualResidualModule
 from gradstyle_plugin.gam import Aligner
 
 STREAMS = ('rec', 'edit')
+KNOBS = ('stages', 'gate_scale', 'align', 'mu', 'edit_trains_gate')
 
 #----------------------------------------------------------------------------
 
@@ -49,28 +70,31 @@ class GradStyleStage(injection.Injector):
         self.gate = GateFusion(channels, **gate_kwargs)
         self.torgb = None
         if is_last:
-            # Only the bias starts at zero: gF is zero until the GRM learns, so the image is
-            # unchanged at attach time, while the gradient still reaches the GRM through the weight.
-            self.torgb = torch.nn.Conv2d(channels, img_channels, kernel_size=1)
-            torch.nn.init.zeros_(self.torgb.bias)
+            # Bias-free, so that gF = 0 (an untrained GRM, gate_scale 0, a stage switched off)
+            # leaves the image exactly as the plain generator makes it.
+            self.torgb = torch.nn.Conv2d(channels, img_channels, kernel_size=1, bias=False)
 
-    def forward(self, x, img, *, stage, ws, stream=None, features=None, residuals=None, record=None, **inject_kwargs):
-        if stream is None:
+    def forward(self, x, img, *, stage, ws, stream=None, features=None, residuals=None, record=None,
+                stages=None, gate_scale=None, align=True, mu=None, edit_trains_gate=False, **inject_kwargs):
+        if stream is None or (stages is not None and stage not in stages):
             return x, img
         misc.assert_shape(x, [None, self.channels, None, None])
         f = x.to(torch.float32)
         if stream == 'rec':
             F = self.grm(_lookup(features, 'features', stage), f)
         elif stream == 'edit':
-            F = self.aligner(_lookup(residuals, 'residuals', stage).to(torch.float32), f)
+            F_hat = _lookup(residuals, 'residuals', stage).to(torch.float32)
+            F = self.aligner(F_hat, f, mu=mu) if align else F_hat
         else:
             raise ValueError(f'GradStyleStage: stream must be one of {STREAMS} or None, got {stream!r}')
-        f_new, g = self.gate(f, F)
+        scale = 1.0 if gate_scale is None else float(gate_scale.get(stage, 1.0))
+        frozen = stream == 'edit' and not edit_trains_gate and torch.is_grad_enabled()
+        f_new, g = _call(self.gate, frozen, f, F, scale=scale)
         gF = f_new - f
         if record is not None:
             record[stage] = dict(F=F, g=g, gF=gF)
         if self.torgb is not None and img is not None:
-            img = img + self.torgb(gF)
+            img = img + _call(self.torgb, frozen, gF)
         return f_new.to(x.dtype), img
 
     def grm_parameters(self):
@@ -81,6 +105,10 @@ class GradStyleStage(injection.Injector):
         """Parameters of the Aligner: trained by the editing stream and L_aligner."""
         return list(self.aligner.parameters())
 
+    def fusion_parameters(self):
+        """Parameters of the shared Gate&Fusion (and `torgb`): reconstruction losses only, unless edit_trains_gate."""
+        return list(self.gate.parameters()) + (list(self.torgb.parameters()) if self.torgb is not None else [])
+
     def extra_repr(self):
         return f'channels={self.channels:d}, is_last={self.torgb is not None}'
 
@@ -88,5 +116,13 @@ def _lookup(table, name, stage):
     if table is None or stage not in table:
         raise KeyError(f'GradStyleStage: inject_kwargs[{name!r}] has no entry for stage {stage!r}')
     return table[stage]
+
+def _call(module, frozen, *args, **kwargs):
+    # module(*args) or, when `frozen`, the same computation with its weights detached (gradients
+    # still flow to the inputs).
+    if not frozen:
+        return module(*args, **kwargs)
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return torch.func.functional_call(module, params, args, kwargs)
 
 #----------------------------------------------------------------------------

@@ -8,6 +8,11 @@ to a temporary pickle the loop resumes from. Every problem is a `UserError` nami
 What trains: `G_trainable` selects GradStyle's stages (`synthesis.injectors.*`); G's own weights
 and the encoder (an extra module of the loop, carried in every snapshot) stay frozen; D is
 fine-tuned in its own phases. The G optimiser is Adam with Lookahead.
+
+Every value the paper does not give is ours; `TRAINING_PROVENANCE` (and `presets.PROVENANCE` for the
+network widths) says where each default came from, and the builder records both in
+`snapshot_extra_data.gradstyle_config.provenance` (so in training_options.json and every snapshot),
+next to the requested and the effective loss weights (a term without its weight file is off).
 """
 
 import os
@@ -16,7 +21,7 @@ import torch
 
 from stylegan2_ada_pytorch import dnnlib, legacy
 from stylegan2_ada_pytorch.dnnlib import UserError
-from gradstyle_plugin import attach, presets
+from gradstyle_plugin import attach, image_losses, presets, transforms
 from gradstyle_plugin import encoder as encoder_module
 
 #----------------------------------------------------------------------------
@@ -24,6 +29,31 @@ from gradstyle_plugin import encoder as encoder_module
 COMMON_KEYS = ('c_dim', 'img_resolution', 'img_channels')     # the loop passes these from the dataset
 LOSS_CLASS = 'gradstyle_plugin.loss.GradStyleLoss'
 GRID_FUNC = 'gradstyle_plugin.snapshot_grid.save_stream_grid'
+
+# Where the training defaults come from ('paper' = stated in the paper; 'ours' = our choice, with
+# the nearest public default). The network widths are in presets.PROVENANCE.
+TRAINING_PROVENANCE = {
+    'lr':               'ours: 1e-4 (e4e/HFGI learning rate; the paper: "Adam ... with LookAhead", no values); D uses it too',
+    'betas':            'ours: Adam defaults (0.9, 0.999)',
+    'lookahead_k':      'ours: 5 (the Lookahead paper\'s default)',
+    'lookahead_alpha':  'ours: 0.5 (the Lookahead paper\'s default)',
+    'batch':            'ours: 4 (e4e\'s default; HFGI\'s train.sh uses 8)',
+    'kimg':             'ours: 100',
+    'ema_kimg':         'ours: 0 (snapshots hold the trained weights; the paper mentions no EMA)',
+    'perspective':      'ours: 0.15 (HFGI\'s distortion_scale; the paper cites Wang et al. 2022 without values)',
+    'perspective_p':    'ours: 0.8 (HFGI\'s aug_rate default; its train.sh passes 0.9)',
+    'perspective_mode': 'ours: inward (torchvision RandomPerspective, as HFGI); two-sided is an ablation',
+    'l2':               'paper: weight 1 (eq. 15)',
+    'lpips':            'ours: 0.8 (e4e\'s value; the paper follows Tov et al. 2021 but gives no weight)',
+    'id':               'ours: 0.1 (e4e\'s value for faces)',
+    'adv':              'ours: 0.1',
+    'lf':               'ours: 0.01',
+    'aligner':          'ours: 1.0',
+    'l1_normalisation': 'paper: per-stage L1 sums (eq. 5, 10); ours: divided by one constant, the largest stage\'s C*H*W',
+    'r1_gamma':         'ours: 10 (e4e\'s / StyleGAN2\'s R1 weight; the paper gives no D loss details)',
+    'loss_res':         'ours: 256 for >= 256 px generators (e4e/HFGI face_pool), the full resolution below',
+    'edit_trains_gate': 'paper reading: False (GRMs with their Gate&Fusion learn from the reconstruction error only)',
+}
 
 def _load_snapshot(path, flag):
     if path is None:
@@ -100,14 +130,19 @@ def _initial_networks(network, encoder, resume, preset, stages, mu, seed):
 
 def setup_training_config(
     network=None, encoder=None, data=None, resume=None,                     # Inputs.
-    preset='paper', stages=None, mu=None, perspective=0.3,                  # Model.
+    preset='paper', stages=None, mu=None,                                   # Model.
+    perspective=0.15, perspective_p=0.8, perspective_mode='inward',         # Misalignment augmentation.
     batch=4, batch_gpu=None, kimg=100, lr=1e-4, gpus=1, snap=10, seed=0,    # Schedule.
     lookahead_k=5, lookahead_alpha=0.5, ema_kimg=0.0, r1_gamma=10.0,
     l2=1.0, lpips=0.8, id=0.1, adv=0.1, lf=0.01, aligner=1.0,              # Loss weights.
+    loss_res=None, edit_trains_gate=False,                                  # Loss options.
     lpips_weights=None, id_weights=None, id_domain='auto',                  # Loss networks.
     workers=3, device=None, grid_images=8,                                  # Performance, output.
 ):
-    """Build (desc, training_loop kwargs, initial networks). Reads files, writes nothing."""
+    """Build (desc, training_loop kwargs, initial networks). Reads files, writes nothing.
+
+    `init.warnings` lists what the user must hear at start (a loss term that is off).
+    """
     if not (gpus >= 1 and gpus & (gpus - 1) == 0):
         raise UserError('--gpus must be a power of two')
     if batch < 1 or batch % gpus != 0:
@@ -117,6 +152,10 @@ def setup_training_config(
         raise UserError('--batch-gpu must divide --batch / --gpus')
     if not 0 <= perspective < 1:
         raise UserError('--perspective must be in [0, 1)')
+    if not 0 <= perspective_p <= 1:
+        raise UserError('--perspective-p must be in [0, 1]')
+    if perspective_mode not in transforms.MODES:
+        raise UserError(f'--perspective-mode must be one of {", ".join(transforms.MODES)}')
     if data is None or not os.path.exists(data):
         raise UserError(f'--data: no such folder or zip: {data}')
     training_set_kwargs = dnnlib.EasyDict(class_name='stylegan2_ada_pytorch.training.dataset.ImageFolderDataset', path=data,
@@ -126,6 +165,7 @@ def setup_training_config(
     except (IOError, ValueError) as err:
         raise UserError(f'--data: {err}')
     training_set_kwargs.resolution = dataset.resolution
+    loss_res = image_losses.resolve_loss_resolution(loss_res, dataset.resolution)
 
     G, D, G_ema, E = _initial_networks(network, encoder, resume, preset, stages, mu, seed)
     stage_names = list(attach.stage_modules(G_ema))
@@ -150,21 +190,36 @@ def setup_training_config(
     args.G_opt_kwargs = dnnlib.EasyDict(class_name='gradstyle_plugin.optim.Lookahead', lr=lr, betas=[0.9, 0.999], eps=1e-8,
         k=lookahead_k, alpha=lookahead_alpha)
     args.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=lr, betas=[0.9, 0.999], eps=1e-8)
-    args.loss_kwargs = dnnlib.EasyDict(class_name=LOSS_CLASS, l2_weight=l2, lpips_weight=lpips, id_weight=id, adv_weight=adv,
-        f_weight=lf, aligner_weight=aligner, r1_gamma=r1_gamma, perspective=perspective, lpips_weights=lpips_weights,
-        id_weights=id_weights, id_domain=id_domain)
+    effective, warnings = image_losses.effective_weights(l2, lpips, id, lpips_weights, id_weights)
+    requested = dnnlib.EasyDict(l2=l2, lpips=lpips, id=id)
+    args.loss_kwargs = dnnlib.EasyDict(class_name=LOSS_CLASS, l2_weight=effective.l2, lpips_weight=effective.lpips,
+        id_weight=effective.id, adv_weight=adv, f_weight=lf, aligner_weight=aligner, r1_gamma=r1_gamma, loss_res=loss_res,
+        perspective=perspective, perspective_p=perspective_p, perspective_mode=perspective_mode, edit_trains_gate=edit_trains_gate,
+        lpips_weights=lpips_weights if effective.lpips != 0 else None, id_weights=id_weights if effective.id != 0 else None,
+        id_domain=id_domain, requested_weights=requested)
     args.augment_kwargs = None
     args.ema_kimg = ema_kimg
     args.ema_rampup = None
     args.image_grid_kwargs = dnnlib.EasyDict(class_name=GRID_FUNC, num_images=grid_images)
-    args.snapshot_extra_data = dict(gradstyle_config=dict(preset=preset if resume is None else 'resumed', stages=stage_names,
-        mu=float(attach.stage_modules(G_ema)[stage_names[0]].aligner.attns[0].mu), encoder_num_ws=E.num_ws))
+    args.snapshot_extra_data = dict(gradstyle_config=_gradstyle_record(G_ema, E, preset if resume is None else 'resumed',
+        stage_names, requested=dict(requested, adv=adv, f=lf, aligner=aligner), effective=dict(effective, adv=adv, f=lf, aligner=aligner),
+        loss_res=loss_res))
     if device is not None:
         args.device = device
     if resume is not None:
         args.resume_pkl = resume     # networks and training_state; otherwise the launcher saves `init`
     desc = f'{dataset.name}-gradstyle-{preset}-batch{batch}-kimg{kimg:g}' + ('-resume' if resume else '')
-    return desc, args, dnnlib.EasyDict(G=G, D=D, G_ema=G_ema, encoder=E)
+    return desc, args, dnnlib.EasyDict(G=G, D=D, G_ema=G_ema, encoder=E, warnings=warnings)
+
+def _gradstyle_record(G_ema, E, preset, stage_names, requested, effective, loss_res):
+    """The plain-data `gradstyle_config` of a run: stages, widths, loss weights and where every value comes from."""
+    first = attach.stage_modules(G_ema)[stage_names[0]]
+    spec = G_ema.init_kwargs.synthesis_kwargs.injector_kwargs[stage_names[0]][0]
+    widths = dict(grm=dict(spec.get('grm_kwargs', {})), gate=dict(spec.get('gate_kwargs', {})), aligner=dict(spec.get('aligner_kwargs', {})),
+        aligner_heads=first.aligner.attns[0].num_heads, feature_channels=spec.feature_channels)
+    return dict(preset=preset, stages=stage_names, mu=float(first.aligner.attns[0].mu), encoder_num_ws=E.num_ws, widths=widths,
+        loss_weights=dict(requested=requested, effective=effective), loss_res=loss_res,
+        provenance=dict(**presets.PROVENANCE, **TRAINING_PROVENANCE))
 
 def _default_D_kwargs(G):
     return dnnlib.EasyDict(class_name='stylegan2_ada_pytorch.networks.Discriminator', channel_base=16384, channel_max=512)

@@ -3,7 +3,9 @@
 For each input image it writes `<outdir>/<stem>/`: `reconstruction.png`,
 `<direction>_<alpha>.png` per edit, `grid.png` (one row per direction; columns: source,
 reconstruction, the edits in alpha order; every cell at the network resolution) and `ws.npy` (the
-W+ codes [num_ws, w_dim], float32); plus `<outdir>/edits.json`, a summary of the run. Every file is
+W+ codes [num_ws, w_dim], float32); plus `<outdir>/edits.json`, a summary of the run, which in
+gradstyle mode also states the aligner's identity error per stage, |F' - F|_1 / |F|_1 on unwarped
+residuals at alpha 0 (per input and averaged; 0 is a perfect identity). Every file is
 written under a temporary name and renamed. Exit status: 0 when every input was edited, 1 when some
 were skipped (unreadable files; the others are still written), 2 for usage errors (bad flags,
 files, directions).
@@ -80,7 +82,7 @@ def _need_path(path, flag, folder_ok=False):
     return os.path.abspath(path) if folder_ok else path
 
 def setup_edit_config(network_pkl, encoder, input, directions=(), direction_files=(), alpha=None, outdir=None, batch=4,
-                      device=None, seed=0, registries=(), force=False):
+                      device=None, seed=0, registries=(), force=False, alpha0_shortcut=False):
     """Validated options of `gradstyle-edit` as an EasyDict (JSON-serialisable; printed by --dry-run)."""
     if not re.match('^[a-z]+://', network_pkl or ''):
         _need_path(network_pkl, '--network')
@@ -106,7 +108,8 @@ def setup_edit_config(network_pkl, encoder, input, directions=(), direction_file
         directions=list(directions), direction_files=[dict(file=p, name=n) for p, n in zip(direction_files, file_names)],
         alphas=None if alpha is None else parse_alphas(alpha), outdir=os.path.abspath(outdir), batch=int(batch),
         device=device or ('cuda' if torch.cuda.is_available() else 'cpu'), seed=int(seed),
-        registries=[os.path.abspath(os.path.expanduser(r)) for r in registries], force=bool(force))
+        registries=[os.path.abspath(os.path.expanduser(r)) for r in registries], force=bool(force),
+        alpha0_shortcut=bool(alpha0_shortcut))
 
 #----------------------------------------------------------------------------
 # Directions bound to the loaded generator.
@@ -175,7 +178,10 @@ def _edit_batch(c, editor, directions, batch, log):
     rec_u8 = to_uint8(inv.img_rec).cpu().numpy()
     edits = [(d, [(a, to_uint8(editor.edit_codes(inv, d, a)[1]).cpu().numpy()) for a in direction_alphas(c, d)]) for d in directions]
     ws = inv.ws.cpu().numpy()
+    identity = {s: e.cpu().tolist() for s, e in editor.identity_error(inv).items()}
     for i, (record, src) in enumerate(batch):
+        if identity:
+            record['aligner_identity_error'] = {s: _finite(e[i]) for s, e in identity.items()}
         mine = [(d, [(a, img[i]) for a, img in cells]) for d, cells in edits]
         try:
             record['outputs'] = _write_outputs(c, record['stem'], src, rec_u8[i], ws[i], mine)
@@ -187,7 +193,7 @@ def _edit_batch(c, editor, directions, batch, log):
 def prepare_edit(c, log=print):
     """(editor, directions): load the networks of config `c` and bind its directions (UserError on failure)."""
     torch.manual_seed(c.seed)
-    editor = gse.load_editor(c.network_pkl, encoder=c.encoder, device=c.device)
+    editor = gse.load_editor(c.network_pkl, encoder=c.encoder, device=c.device, alpha0_shortcut=c.get('alpha0_shortcut', False))
     directions = resolve_directions(c, editor.G)
     for d in directions:
         if not d.matches(editor.G):
@@ -237,8 +243,21 @@ def _summary(c, editor, directions, records):
         source=d.source, generator=d.generator, fingerprint=d.fingerprint, matches_network=d.matches(editor.G)) for d in directions]
     failed = [r for r in records if r['status'] != 'ok']
     return dict(format='gradstyle-edit/1', network=c.network_pkl, encoder=c.encoder, mode=editor.mode, resolution=editor.resolution,
-        noise_mode=gse.NOISE_MODE, seed=c.seed, directions=dirs, num_inputs=len(records), num_ok=len(records) - len(failed),
-        num_failed=len(failed), inputs=records)
+        noise_mode=gse.NOISE_MODE, seed=c.seed, alpha0_shortcut=editor.alpha0_shortcut, aligner_identity_error=_identity_summary(records),
+        directions=dirs, num_inputs=len(records), num_ok=len(records) - len(failed), num_failed=len(failed), inputs=records)
+
+def _finite(value):
+    return None if value != value else float(value)     # NaN (F = 0, an untrained GRM) -> null
+
+def _identity_summary(records):
+    # Mean over the inputs of |F' - F|_1 / |F|_1 per stage (None in e4e mode or where F = 0).
+    per_input = [r['aligner_identity_error'] for r in records if r.get('aligner_identity_error')]
+    if not per_input:
+        return None
+    stages = list(per_input[0])
+    mean = {s: (float(np.mean(v)) if (v := [r[s] for r in per_input if r[s] is not None]) else None) for s in stages}
+    return dict(definition="|F' - F|_1 / |F|_1 per stage: the Aligner on the unwarped residuals at alpha 0 (0 = identity kept)",
+        mean=mean)
 
 #----------------------------------------------------------------------------
 # Click shell.
@@ -266,8 +285,10 @@ def _run(fn, *args, **kwargs):
 @click.option('--seed',             help='Seed of torch\'s RNG (the networks run with const noise)', type=int, default=0, show_default=True, metavar='INT')
 @click.option('--registry', 'registries', help='Extra direction registry folder to search first (repeatable)', multiple=True, metavar='DIR')
 @click.option('--force',            help='Use directions made for another generator (skip the fingerprint check)', is_flag=True)
+@click.option('--alpha0-shortcut',  help='Where an edit leaves the codes unchanged (alpha 0), output the reconstruction instead of running the editing stream  [default: off, so sweeps are continuous]', is_flag=True)
 @click.option('--dry-run', '-n',    help='Print the resolved options as JSON and exit', is_flag=True)
-def main(network_pkl, encoder, input_, directions, direction_files, alpha, outdir, batch, device, seed, registries, force, dry_run):
+def main(network_pkl, encoder, input_, directions, direction_files, alpha, outdir, batch, device, seed, registries, force, alpha0_shortcut,
+         dry_run):
     """Invert images and edit them along directions, with GradStyle or with e4e alone.
 
     \b
@@ -283,7 +304,8 @@ def main(network_pkl, encoder, input_, directions, direction_files, alpha, outdi
     Writes <outdir>/<image>/{reconstruction.png, <direction>_<alpha>.png, grid.png, ws.npy} and <outdir>/edits.json.
     Exit status: 0 all edited, 1 some inputs skipped, 2 usage error.
     """
-    c = _run(setup_edit_config, network_pkl, encoder, input_, directions, direction_files, alpha, outdir, batch, device, seed, registries, force)
+    c = _run(setup_edit_config, network_pkl, encoder, input_, directions, direction_files, alpha, outdir, batch, device, seed, registries, force,
+        alpha0_shortcut)
     if dry_run:
         click.echo(json.dumps(c, indent=2))
         return
@@ -292,6 +314,9 @@ def main(network_pkl, encoder, input_, directions, direction_files, alpha, outdi
         summary = _run(run_edit, c, prepared, log=click.echo, progress=bar.update)
     click.echo(f'{summary["num_ok"]} of {_plural(summary["num_inputs"], "image")} edited ({_plural(len(summary["directions"]), "direction")}, '
         f'{summary["mode"]} mode) -> {c.outdir}; summary in {SUMMARY_NAME}')
+    if summary['aligner_identity_error']:
+        errors = ', '.join(f'{s} {"n/a" if v is None else f"{v:.3f}"}' for s, v in summary['aligner_identity_error']['mean'].items())
+        click.echo(f"Aligner identity error at alpha 0, |F' - F| / |F| (0 = identity kept): {errors}")
     if summary['num_failed']:
         names = [r['name'] for r in summary['inputs'] if r['status'] != 'ok']
         click.echo(f'{summary["num_failed"]} skipped: {", ".join(names[:5])}{" ..." if len(names) > 5 else ""}', err=True)

@@ -93,7 +93,7 @@ def test_writes_every_file_and_a_grid_of_the_right_size(nets, photos, tmp_path):
         assert grid.shape == (2 * R, (2 + 7) * R, 3)                                       # rows = directions, cols = 2 + alphas
         assert np.array_equal(grid[:R, R:2 * R], _png(outdir / stem / 'reconstruction.png'))
         assert np.array_equal(grid[R:, 8 * R:], _png(outdir / stem / 'age_3.png'))
-        assert np.array_equal(_png(outdir / stem / 'smile_0.png'), _png(outdir / stem / 'reconstruction.png'))
+        assert not np.array_equal(_png(outdir / stem / 'smile_0.png'), _png(outdir / stem / 'reconstruction.png'))  # continuous sweep
         ws = np.load(outdir / stem / 'ws.npy', allow_pickle=False)
         assert ws.shape == (8, 32) and ws.dtype == np.float32
     # The face cells against the Python API run on the same pixels.
@@ -106,7 +106,24 @@ def test_writes_every_file_and_a_grid_of_the_right_size(nets, photos, tmp_path):
     summary = json.loads((outdir / 'edits.json').read_text())
     assert (summary['num_ok'], summary['num_failed'], summary['mode']) == (2, 0, 'gradstyle')
     assert [d['alphas'] for d in summary['directions']] == [[-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]] * 2
+    # The aligner's identity error on unwarped residuals at alpha 0, per input and averaged.
+    face = next(r for r in summary['inputs'] if r['stem'] == 'face')
+    expected = editor.identity_error(editor.invert(gse.to_tensor([src])))
+    assert set(face['aligner_identity_error']) == set(expected) == set(summary['aligner_identity_error']['mean'])
+    for stage, value in face['aligner_identity_error'].items():
+        assert abs(value - float(expected[stage][0])) < 1e-5
+    assert "Aligner identity error at alpha 0" in result.output and summary['alpha0_shortcut'] is False
     assert not [n for n in os.listdir(outdir / 'face') if n.startswith('.')]                # no temporary files left
+
+def test_alpha0_shortcut_writes_the_reconstruction(nets, photos, tmp_path):
+    paths, _G0, G, _E = nets
+    registry, _dirs = _registry(tmp_path, G)
+    outdir = tmp_path / 'out'
+    result = _invoke(['--network', paths.gradstyle, '--input', photos / 'face.png', '--direction', 'smile', '--alpha', '0,1',
+        '--outdir', outdir, '--registry', registry, '--device', 'cpu', '--alpha0-shortcut'])
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(_png(outdir / 'face' / 'smile_0.png'), _png(outdir / 'face' / 'reconstruction.png'))
+    assert json.loads((outdir / 'edits.json').read_text())['alpha0_shortcut'] is True
 
 def test_alpha_forms_and_default_alpha(nets, photos, tmp_path):
     paths, _G0, G, _E = nets

@@ -158,7 +158,7 @@ def test_dry_run_prints_json_and_help_documents_defaults(inputs, tmp_path):
     result = CliRunner().invoke(train_cli.main, ['--network', inputs.G, '--encoder', inputs.encoder, '--data', inputs.data,
         '--outdir', str(tmp_path), '--preset', 'tiny', '--dry-run'])
     assert result.exit_code == 0, result.output
-    config = json.loads(result.output)
+    config = json.loads(result.stdout)
     assert config['G_trainable'] == r'synthesis\.injectors\..*' and config['loss_kwargs']['aligner_weight'] == 1.0
     assert config['G_opt_kwargs']['class_name'] == 'gradstyle_plugin.optim.Lookahead'
     assert os.listdir(tmp_path) == []

@@ -1,4 +1,4 @@
-"""gradstyle_plugin.edit: the alpha = 0 rule, stream counts, batching, the e4e-only path, loader errors, image I/O.
+"""gradstyle_plugin.edit: the alpha = 0 rule (continuous by default, shortcut as an option), identity error, stream counts, batching, the e4e-only path, loader errors, image I/O.
 
 Fixture networks are built here, as gradstyle-train writes them: tiny_generator -> attach('tiny')
 with perturbed stage weights (so GradStyle changes the images) + a small encoder (32 px, w_dim 32,
@@ -83,22 +83,42 @@ def _direction(G, seed=5, name='smile'):
 #----------------------------------------------------------------------------
 # Editing.
 
-def test_alpha_zero_edit_is_the_reconstruction(editor):
+def test_alpha_zero_runs_the_editing_stream_by_default(editor):
+    # Default: a sweep is continuous; alpha 0 is the editing stream on unchanged codes (the
+    # aligner applied to unwarped residuals), not the reconstruction tensor.
     img = _images()
     d = _direction(editor.G)
-    out = editor.edit(img, d, [0, 1.5])
-    assert editor.mode == 'gradstyle'
-    assert out.img_edit[0.0] is out.img_rec and out.ws_edit[0.0] is out.ws        # the same tensors
-    assert not torch.equal(out.img_edit[1.5], out.img_rec)
-    # The rule matters: running the editing stream on the unchanged codes gives another image.
+    out = editor.edit(img, d, [-1e-3, 0, 1e-3, 1.5])
+    assert editor.mode == 'gradstyle' and not editor.alpha0_shortcut
     inv = editor.invert(img)
     with torch.no_grad():
         aligned_at_zero = streams.editing_stream(editor.G, inv.ws, inv.residuals)[0]
-    diff = float((aligned_at_zero - out.img_rec).abs().max())
-    print(f'editing stream at alpha 0 vs reconstruction: max abs diff {diff:.4f}')
-    assert diff > 1e-3
+    assert torch.equal(out.img_edit[0.0], aligned_at_zero) and out.img_edit[0.0] is not out.img_rec
+    jump = float((out.img_edit[0.0] - out.img_rec).abs().max())
+    step = max(float((out.img_edit[a] - out.img_edit[0.0]).abs().max()) for a in (-1e-3, 1e-3))
+    print(f'alpha 0 vs reconstruction: max abs diff {jump:.4f}; alpha +-1e-3 vs alpha 0: {step:.2e}')
+    assert jump > 1e-3 and step < 0.1 * jump        # continuous at 0; the reconstruction would be a jump
     img_rec, ws = editor.reconstruct(img)
     assert torch.equal(img_rec, out.img_rec) and torch.equal(ws, out.ws)
+
+def test_alpha_zero_shortcut_option_returns_the_reconstruction(files):
+    shortcut = gse.load_editor(files[0].gradstyle, device='cpu', alpha0_shortcut=True)
+    out = shortcut.edit(_images(), _direction(shortcut.G), [0, 1.5])
+    assert out.img_edit[0.0] is out.img_rec and out.ws_edit[0.0] is out.ws        # the same tensors
+    assert not torch.equal(out.img_edit[1.5], out.img_rec)
+
+def test_identity_error_is_the_aligner_distance_on_unwarped_residuals(editor):
+    img = _images()
+    inv = editor.invert(img)
+    err = editor.identity_error(inv)
+    with torch.no_grad():
+        _x, rec = streams.editing_stream(editor.G, inv.ws, inv.residuals)
+    assert list(err) == list(inv.residuals)
+    for s, F in inv.residuals.items():
+        Fp, Fn = rec[s]['F'].double().numpy(), F.double().numpy()
+        ref = np.abs(Fp - Fn).reshape(len(Fn), -1).sum(1) / np.abs(Fn).reshape(len(Fn), -1).sum(1)
+        np.testing.assert_allclose(err[s].double().numpy(), ref, rtol=1e-5)
+    print('identity error of the fixture aligner (untrained, perturbed):', {s: [round(float(v), 3) for v in e] for s, e in err.items()})
 
 def test_ganspace_alpha_zero_is_a_real_edit(editor):
     # A ganspace alpha SETS the coordinate along the component, so alpha 0 moves the codes.
@@ -116,7 +136,7 @@ def test_ganspace_alpha_zero_is_a_real_edit(editor):
     assert out.img_edit[0.0] is not out.img_rec
     assert torch.allclose(out.img_edit[0.0], expected, rtol=0, atol=1e-5)
 
-def test_reconstruction_runs_once_and_editing_once_per_nonzero_alpha(editor):
+def test_reconstruction_runs_once_and_editing_once_per_alpha(editor):
     calls = []
     def hook(_module, _args, kwargs):
         calls.append((kwargs.get('inject_kwargs') or {}).get('stream'))
@@ -125,7 +145,7 @@ def test_reconstruction_runs_once_and_editing_once_per_nonzero_alpha(editor):
         editor.edit(_images(4), _direction(editor.G), [-2, 0, 1, 3])
     finally:
         handle.remove()
-    assert calls == ['rec', 'edit', 'edit', 'edit']
+    assert calls == ['rec', 'edit', 'edit', 'edit', 'edit']
 
 def test_gradstyle_edit_matches_the_dual_stream_forward(files, editor):
     _paths, _G0, G, E = files
@@ -369,6 +389,6 @@ def test_real_photo_resized_to_the_tiny_network(fixtures_dir, editor):
     out = editor.edit([str(path)], d, [0.0, 3.0])
     ref = editor.edit(gse.to_tensor([reference]), d, [0.0, 3.0])
     assert torch.equal(out.img_edit[3.0], ref.img_edit[3.0]) and out.img_edit[3.0].shape == (1, 3, 32, 32)
-    assert torch.isfinite(out.img_edit[3.0]).all() and torch.equal(out.img_edit[0.0], out.img_rec)
+    assert torch.isfinite(out.img_edit[3.0]).all() and torch.equal(out.img_edit[0.0], ref.img_edit[0.0])
 
 #----------------------------------------------------------------------------

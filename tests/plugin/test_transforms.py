@@ -2,7 +2,8 @@
 
 References are independent NumPy code: a homography solved from the four corner pairs with
 np.linalg.solve on the textbook 8x8 DLT system, and a bilinear sampler written with explicit
-pixel-centre arithmetic and zero padding.
+pixel-centre arithmetic and zero padding. The sampler's statistics are compared with torchvision's
+own `RandomPerspective.get_params` (the HFGI recipe the paper cites).
 """
 
 import numpy as np
@@ -14,9 +15,10 @@ from gradstyle_plugin.transforms import RandomPerspective
 #----------------------------------------------------------------------------
 # NumPy references.
 
-def _np_homography(dst):
-    # H with H @ [x, y, 1] ~ [u, v, 1] for the unit corners (x, y) -> dst (u, v).
-    src = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+UNIT = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+
+def _np_homography(src, dst):
+    # H with H @ [x, y, 1] ~ [u, v, 1] for the corners src (x, y) -> dst (u, v).
     rows, rhs = [], []
     for (x, y), (u, v) in zip(src, dst):
         rows.append([x, y, 1, 0, 0, 0, -x * u, -y * u]); rhs.append(u)
@@ -68,7 +70,8 @@ def test_known_homography_matches_numpy():
     out = RandomPerspective(strength=0.3).apply({'s': img}, torch.tensor(corners))['s']
     err = 0.0
     for n in range(2):
-        ref = _np_warp(img[n].numpy(), _np_homography(corners[n]))
+        # The input's corners land on `corners`: the output at p reads the input at H(p), H: corners -> unit.
+        ref = _np_warp(img[n].numpy(), _np_homography(corners[n], UNIT))
         err = max(err, np.abs(out[n].numpy() - ref).max())
     print(f'perspective vs NumPy bilinear warp: max abs err {err:.2e}')
     assert err < 1e-10
@@ -78,13 +81,13 @@ def test_float32_any_channels():
     img = torch.randn(1, 7, 10, 10, generator=torch.Generator().manual_seed(3))
     out = RandomPerspective(strength=0.3).apply({'s': img}, corners)['s']
     assert out.dtype == torch.float32 and out.shape == img.shape
-    ref = _np_warp(img[0].double().numpy(), _np_homography(corners[0].numpy()))
+    ref = _np_warp(img[0].double().numpy(), _np_homography(corners[0].numpy(), UNIT))
     err = np.abs(out[0].double().numpy() - ref).max()
     print(f'float32, C=7: max abs err {err:.2e}')
     assert err < 1e-5
 
 def test_same_warp_across_stages():
-    trans = RandomPerspective(strength=0.3, generator=torch.Generator().manual_seed(4))
+    trans = RandomPerspective(strength=0.3, p=1, mode='two-sided', generator=torch.Generator().manual_seed(4))
     lo, hi = _smooth_image(32), _smooth_image(64)
     feats = {'lo': torch.cat([lo, lo]), 'hi': torch.cat([hi, hi]),
              'lo_ones': torch.ones(2, 1, 32, 32, dtype=torch.float64), 'hi_ones': torch.ones(2, 1, 64, 64, dtype=torch.float64)}
@@ -101,19 +104,64 @@ def test_same_warp_across_stages():
 
 def test_seeded_and_bounded():
     feats = {'s': torch.randn(4, 2, 8, 8, generator=torch.Generator().manual_seed(5))}
-    a = RandomPerspective(0.3, generator=torch.Generator().manual_seed(7))(feats)['s']
-    b = RandomPerspective(0.3, generator=torch.Generator().manual_seed(7))(feats)['s']
-    c = RandomPerspective(0.3, generator=torch.Generator().manual_seed(8))(feats)['s']
+    a = RandomPerspective(0.3, p=1, generator=torch.Generator().manual_seed(7))(feats)['s']
+    b = RandomPerspective(0.3, p=1, generator=torch.Generator().manual_seed(7))(feats)['s']
+    c = RandomPerspective(0.3, p=1, generator=torch.Generator().manual_seed(8))(feats)['s']
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
-    corners = RandomPerspective(0.25, generator=torch.Generator().manual_seed(9)).sample_corners(1000)
-    offsets = corners - torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]], dtype=torch.float64)
+    unit = torch.tensor(UNIT, dtype=torch.float64)
+    offsets = RandomPerspective(0.25, p=1, mode='two-sided', generator=torch.Generator().manual_seed(9)).sample_corners(1000) - unit
     assert offsets.abs().max() <= 0.25 and offsets.abs().max() > 0.24
     assert abs(offsets.mean().item()) < 0.02
+    inward = (RandomPerspective(0.15, p=1, generator=torch.Generator().manual_seed(9)).sample_corners(1000) - unit) * -unit.sign()
+    assert inward.min() >= 0 and inward.max() <= 0.15 and inward.max() > 0.149      # towards the centre only
+
+def _torchvision_offsets(count, size, distortion_scale, p, seed):
+    # Corner displacements [count, 4, 2] of torchvision's RandomPerspective in half-widths, with the
+    # p coin (an unwarped input moves nothing).
+    torchvision_transforms = pytest.importorskip('torchvision.transforms')
+    torch.manual_seed(seed)
+    half = size // 2
+    out = np.zeros([count, 4, 2])
+    for i in range(count):
+        if torch.rand(1).item() < p:
+            start, end = torchvision_transforms.RandomPerspective.get_params(size, size, distortion_scale)
+            out[i] = np.abs(np.array(end, float) - np.array(start, float)) / half
+    return out
+
+def test_default_sampler_matches_torchvision_random_perspective():
+    # HFGI's recipe, RandomPerspective(distortion_scale=0.15, p=0.8), applied there to 256x256 residuals.
+    ref = _torchvision_offsets(20000, 256, 0.15, 0.8, seed=0)
+    trans = RandomPerspective(generator=torch.Generator().manual_seed(0))            # the defaults
+    assert (trans.strength, trans.p, trans.mode) == (0.15, 0.8, 'inward')
+    ours = ((trans.sample_corners(20000) - torch.tensor(UNIT, dtype=torch.float64)) * -torch.tensor(UNIT).sign()).numpy()
+    assert ours.min() >= 0                                                           # inward only, as torchvision
+    mean_ref, mean_ours = ref.mean(), ours.mean()
+    unwarped_ref, unwarped_ours = (ref.reshape(-1, 8) == 0).all(1).mean(), (ours.reshape(-1, 8) == 0).all(1).mean()
+    print(f'mean corner displacement (half-widths): torchvision {mean_ref:.4f}, ours {mean_ours:.4f} '
+          f'({100 * (mean_ours / mean_ref - 1):+.1f}%); max {ref.max():.4f} vs {ours.max():.4f}; '
+          f'unwarped fraction {unwarped_ref:.3f} vs {unwarped_ours:.3f}')
+    assert abs(mean_ours / mean_ref - 1) < 0.10
+    assert abs(unwarped_ours - 0.2) < 0.015 and abs(unwarped_ref - unwarped_ours) < 0.03
+    assert ours.max() <= 0.15 and ref.max() <= 0.15
+
+def test_unwarped_samples_pass_through_exactly():
+    x = torch.randn(64, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    trans = RandomPerspective(0.15, p=0.5, generator=torch.Generator().manual_seed(2))
+    corners = trans.sample_corners(64)
+    still = (corners == torch.tensor(UNIT, dtype=torch.float64)).flatten(1).all(1)
+    assert 10 < int(still.sum()) < 54
+    out = trans.apply({'s': x}, corners)['s']
+    assert torch.equal(out[still], x[still]) and not torch.allclose(out[~still], x[~still])
+    assert torch.equal(RandomPerspective(0.15, p=0)({'s': x})['s'], x)
 
 def test_bad_input():
     with pytest.raises(ValueError, match='strength'):
         RandomPerspective(strength=1.5)
+    with pytest.raises(ValueError, match='p must be'):
+        RandomPerspective(p=1.5)
+    with pytest.raises(ValueError, match='mode must be'):
+        RandomPerspective(mode='outward')
     with pytest.raises(ValueError, match='same batch size'):
         RandomPerspective(0.3)({'a': torch.zeros(2, 1, 4, 4), 'b': torch.zeros(3, 1, 8, 8)})
 

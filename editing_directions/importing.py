@@ -11,11 +11,12 @@ so nothing stored in them is executed.
 Shape letters: K = components, R = W+ rows, D = w_dim.
 """
 
-import hashlib
 import os
 
 import numpy as np
 import torch
+
+from stylegan2_ada_pytorch import dnnlib
 
 from .direction import Direction, DirectionError, generator_fingerprint
 
@@ -74,10 +75,6 @@ def read_direction_file(path, kind='auto'):
         raise DirectionError(f'{path}: expected a direction [1, w_dim] or [1, num_ws, w_dim], got {shape}')
     return dict(kind='interfacegan' if kind == 'auto' else kind, vector=vector)
 
-def _file_sha256(path):
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
 def import_direction_file(path, name, G, kind='auto', component=None, layers=(0, None), default_alpha=None, generator_label=''):
     """Directions from an e4e/HFGI/InterfaceGAN file, bound to generator G (its fingerprint).
 
@@ -91,7 +88,7 @@ def import_direction_file(path, name, G, kind='auto', component=None, layers=(0,
         >>> save_directions([pose], user_registry_dir(), dataset='ffhq')
     """
     parsed = read_direction_file(path, kind)
-    source = f'imported from {os.path.basename(os.fspath(path))} (sha256 {_file_sha256(path)[:16]})'
+    source = f'imported from {os.path.basename(os.fspath(path))} (sha256 {dnnlib.util.file_sha256(path)[:16]})'
     fingerprint = generator_fingerprint(G)
     common = dict(layers=layers, fingerprint=fingerprint, generator=generator_label)
     if parsed['kind'] != 'ganspace':

@@ -255,6 +255,20 @@ def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename
 #----------------------------------------------------------------------------
 # Writing outputs.
 
+def file_sha256(path):
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks.
+
+    Example:
+        >>> dnnlib.util.file_sha256('network-snapshot-000400.pkl')[:16]
+    """
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+#----------------------------------------------------------------------------
+
 @contextlib.contextmanager
 def atomic_write(path, mode='wb', fsync=False, encoding='utf-8'):
     """Write `path` all at once or not at all: to a temporary name beside it, renamed on success.

@@ -222,3 +222,133 @@ def test_1024_config_shapes_and_forward():
     assert torch.allclose(out.img_rec, plain, atol=1e-5, rtol=0)
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# Gate routing (paper 3.4: GRMs with their Gate&Fusion learn from the reconstruction error only).
+
+def _editing_loss_grads(edit_trains_gate):
+    _G0, G, E, img = _tiny_setup()
+    for stage in attach.stage_modules(G).values():
+        _perturb(stage, seed=7)
+    G.requires_grad_(True)
+    out = streams.run_streams(G, E, img, transform=lambda r: {s: torch.flip(F, dims=[3]) for s, F in r.items()},
+        edit_trains_gate=edit_trains_gate)
+    loss_edit = out.img_edit.square().mean() + sum((out.aligned[s] - out.residuals[s].detach()).abs().mean() for s in out.aligned)
+    loss_edit.backward()
+    stages = attach.stage_modules(G).values()
+    peak = lambda params: max((float(p.grad.abs().max()) if p.grad is not None else 0.0) for p in params)
+    return dict(fusion=peak([p for s in stages for p in s.fusion_parameters()]), grm=peak(attach.grm_parameters(G)),
+        gam=peak(attach.gam_parameters(G)))
+
+def test_editing_losses_do_not_train_the_shared_gate_by_default():
+    grads = _editing_loss_grads(edit_trains_gate=False)
+    print('editing-loss grads (max |g|), default:', grads)
+    assert grads['fusion'] == 0 and grads['grm'] == 0 and grads['gam'] > 0     # the Aligner still learns through the gate
+
+def test_edit_trains_gate_flag_keeps_the_ablation():
+    grads = _editing_loss_grads(edit_trains_gate=True)
+    print('editing-loss grads (max |g|), edit_trains_gate:', grads)
+    assert grads['fusion'] > 1e-6 and grads['grm'] == 0 and grads['gam'] > 0
+
+def test_detached_gate_computes_the_same_values():
+    _G0, G, E, img = _tiny_setup()
+    for stage in attach.stage_modules(G).values():
+        _perturb(stage, seed=7)
+    G.requires_grad_(True)
+    a = streams.run_streams(G, E, img, edit_trains_gate=False)
+    b = streams.run_streams(G, E, img, edit_trains_gate=True)
+    assert torch.equal(a.img_edit, b.img_edit) and torch.equal(a.img_rec, b.img_rec)
+
+#----------------------------------------------------------------------------
+# Inference knobs through inject_kwargs: each switches exactly what it names.
+
+def _trained_like_setup(seed=0):
+    _G0, G, E, img = _tiny_setup(seed)
+    for stage in attach.stage_modules(G).values():
+        _perturb(stage, seed=13)
+    return _G0, G, E, img
+
+def test_knob_stages_equals_zeroing_the_other_stages():
+    _G0, G, E, img = _trained_like_setup()
+    d = torch.randn([1, 32], generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out = streams.run_streams(G, E, img, direction=d, alpha=2.0, stages={'b16'})
+        G_ref = copy.deepcopy(G)
+        for name, stage in attach.stage_modules(G_ref).items():
+            if name != 'b16':
+                stage.grm.out.weight.zero_()       # F = 0: f~ = f, and the Aligner maps F = 0 to F' = 0
+                stage.grm.out.bias.zero_()
+        ref = streams.run_streams(G_ref, E, img, direction=d, alpha=2.0)
+        full = streams.run_streams(G, E, img, direction=d, alpha=2.0)
+    assert torch.allclose(out.img_rec, ref.img_rec, atol=1e-6, rtol=0) and torch.allclose(out.img_edit, ref.img_edit, atol=1e-6, rtol=0)
+    assert list(out.residuals) == ['b16'] and list(out.aligned) == ['b16']
+    assert float((out.img_rec - full.img_rec).abs().max()) > 1e-3      # the other stages did contribute
+    with pytest.raises(ValueError, match='stages: b128'):
+        streams.run_streams(G, E, img, stages={'b128'})
+
+def test_knob_gate_scale():
+    G0, G, E, img = _trained_like_setup()
+    d = torch.randn([1, 32], generator=torch.Generator().manual_seed(3))
+    zero = {s: 0.0 for s in attach.stage_modules(G)}
+    with torch.no_grad():
+        out = streams.run_streams(G, E, img, direction=d, alpha=2.0, gate_scale=zero)
+        assert torch.equal(out.img_rec, G0.synthesis(out.ws, noise_mode='const'))                 # the plain generator
+        assert torch.equal(out.img_edit, G0.synthesis(out.ws_edit, noise_mode='const'))
+        # s = 0.5 at one stage equals a network whose gate output is scaled there by hand.
+        half = streams.run_streams(G, E, img, direction=d, alpha=2.0, gate_scale={'b16': 0.5})
+        G_ref = copy.deepcopy(G)
+        gate = attach.stage_modules(G_ref)['b16'].gate
+        plain_forward = gate.forward
+        def scaled(f, F, scale=1.0):
+            _f_new, g = plain_forward(f, F)
+            return f + 0.5 * g * F, g
+        gate.forward = scaled
+        ref = streams.run_streams(G_ref, E, img, direction=d, alpha=2.0)
+        full = streams.run_streams(G, E, img, direction=d, alpha=2.0)
+    assert torch.allclose(half.img_rec, ref.img_rec, atol=1e-6, rtol=0) and torch.allclose(half.img_edit, ref.img_edit, atol=1e-6, rtol=0)
+    assert float((half.img_rec - full.img_rec).abs().max()) > 1e-3
+
+def test_knob_align_false_injects_the_residuals_unaligned():
+    _G0, G, E, img = _trained_like_setup()
+    d = torch.randn([1, 32], generator=torch.Generator().manual_seed(3))
+    warp = lambda r: {s: torch.flip(F, dims=[3]) for s, F in r.items()}
+    with torch.no_grad():
+        out = streams.run_streams(G, E, img, direction=d, alpha=2.0, transform=warp, align=False)
+        G_ref = copy.deepcopy(G)
+        for stage in attach.stage_modules(G_ref).values():
+            stage.aligner.forward = lambda F_hat, f_edit, mu=None: F_hat          # F' = F^
+        ref = streams.run_streams(G_ref, E, img, direction=d, alpha=2.0, transform=warp)
+        aligned = streams.run_streams(G, E, img, direction=d, alpha=2.0, transform=warp)
+    assert torch.equal(out.img_edit, ref.img_edit) and torch.equal(out.img_rec, aligned.img_rec)
+    assert all(torch.equal(out.aligned[s], out.residuals_in[s]) for s in out.aligned)
+    assert float((out.img_edit - aligned.img_edit).abs().max()) > 1e-3
+
+def test_knob_mu_overrides_selective_attention():
+    _G0, G, E, img = _trained_like_setup()
+    d = torch.randn([1, 32], generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out = streams.run_streams(G, E, img, direction=d, alpha=2.0, mu=1.0)
+        G_dense = copy.deepcopy(G)
+        for module in G_dense.modules():
+            if type(module).__name__ == 'SelectiveAttention':
+                assert module.mu == 0.5
+                module.mu = 1.0                                                  # dense softmax attention
+        ref = streams.run_streams(G_dense, E, img, direction=d, alpha=2.0)
+        default = streams.run_streams(G, E, img, direction=d, alpha=2.0)
+    assert torch.equal(out.img_edit, ref.img_edit) and torch.equal(out.img_rec, default.img_rec)
+    assert float((out.img_edit - default.img_edit).abs().max()) > 1e-4
+    with pytest.raises(ValueError, match='mu'):
+        streams.run_streams(G, E, img, mu=0.0)
+
+def test_presets_paper_is_c_wide_and_fast_is_lean():
+    G0 = testing.tiny_generator()
+    paper = presets.stage_injector_kwargs(G0, preset='paper', feature_channels=64)['b32'][0]
+    assert paper.grm_kwargs.hidden_channels == 64 and paper.gate_kwargs.hidden_channels == 64     # K = c
+    assert paper.aligner_kwargs.head_dim == 64
+    fast = presets.stage_injector_kwargs(G0, preset='fast')['b32'][0]
+    assert (fast.grm_kwargs.hidden_channels, fast.gate_kwargs.hidden_channels) == (128, 64)
+    record = presets.preset_record('paper')
+    for key in ['aligner_kwargs.mu', 'aligner_kwargs.num_layers', 'aligner_kwargs.heads', 'aligner_kwargs.ffn_mult',
+                'grm_kwargs.hidden_channels', 'grm_kwargs.num_blocks', 'gate_kwargs.hidden_channels']:
+        assert record['provenance'][key].startswith('ours'), key
+    assert record['provenance']['aligner_kwargs.head_dim'].startswith('paper')

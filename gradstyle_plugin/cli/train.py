@@ -1,20 +1,19 @@
 """`gradstyle-train`: train GradStyle's GRMs and GAMs on a frozen generator and encoder (section 3.4).
 
-Runs on the toolkit's training loop, so run dirs, snapshots, stats.jsonl, --resume and --gpus work
-as in `stylegan2-train`. The configuration comes from the pure `setup_training_config()`; this
-command parses options, saves the initial networks to a temporary pickle the loop starts from, and
-launches one process per --gpus.
+Runs on the toolkit's training loop, so run dirs, snapshots, stats.jsonl, --resume, --gpus and
+torchrun work as in `stylegan2-train`. The configuration comes from the pure `setup_training_config()`;
+this command parses options, and the toolkit's launcher (`stylegan2_ada_pytorch.training.launch`)
+runs the processes after rank 0 saved the initial networks to a temporary pickle the loop starts from.
 """
 
 import json
 import os
-import tempfile
 
 import click
 
 from stylegan2_ada_pytorch import legacy
-from stylegan2_ada_pytorch.cli import train as toolkit_train
 from stylegan2_ada_pytorch.dnnlib import UserError
+from stylegan2_ada_pytorch.training import launch as toolkit_launch
 from gradstyle_plugin import presets
 from gradstyle_plugin.train_config import setup_training_config
 
@@ -24,22 +23,13 @@ def _stage_list(value):
     return None if value in (None, '') else [s.strip() for s in value.split(',') if s.strip()]
 
 def launch(desc, args, init, outdir):
-    """Create the run dir, write training_options.json and the initial pickle, run the processes."""
-    os.makedirs(outdir, exist_ok=True)
-    args.run_dir = toolkit_train.next_run_dir(outdir, desc)
-    os.makedirs(args.run_dir)
-    with open(os.path.join(args.run_dir, 'training_options.json'), 'wt') as f:
-        json.dump(args, f, indent=2)
-    with tempfile.TemporaryDirectory() as temp_dir:
-        if 'resume_pkl' not in args:   # a fresh run starts from --network + --encoder with GradStyle attached
+    """Run the training processes (toolkit launcher); a fresh run starts from the initial networks `init`."""
+    def save_init(args, temp_dir):   # rank 0 only: the loop resumes from --network + --encoder with GradStyle attached
+        if 'resume_pkl' not in args:
             args.resume_pkl = os.path.join(temp_dir, 'init.pkl')
             legacy.save_network_pkl(dict(G=init.G, D=init.D, G_ema=init.G_ema, encoder=init.encoder), args.resume_pkl)
-        if args.num_gpus == 1:
-            toolkit_train.subprocess_fn(rank=0, args=args, temp_dir=temp_dir)
-        else:
-            import torch
-            torch.multiprocessing.spawn(fn=toolkit_train.subprocess_fn, args=(args, temp_dir), nprocs=args.num_gpus)
-    return args.run_dir
+    os.makedirs(outdir, exist_ok=True)
+    return toolkit_launch.launch(args, outdir, desc, prepare_fn=save_init)
 
 #----------------------------------------------------------------------------
 
@@ -66,7 +56,7 @@ def launch(desc, args, init, outdir):
 @click.option('--lookahead-k',    help='Lookahead: inner steps per slow update (ours: Lookahead paper\'s)', type=click.IntRange(min=1), default=5, show_default=True, metavar='INT')
 @click.option('--lookahead-alpha', help='Lookahead: slow step size (ours: Lookahead paper\'s)', type=click.FloatRange(min=0, max=1), default=0.5, show_default=True, metavar='FLOAT')
 @click.option('--ema-kimg',       help='Half-life of the G_ema average in kimg, 0: G_ema = G (ours)', type=click.FloatRange(min=0), default=0, show_default=True, metavar='KIMG')
-@click.option('--gpus',           help='Number of processes (GPUs, or CPU processes without CUDA)', type=click.IntRange(min=1), default=1, show_default=True, metavar='INT')
+@click.option('--gpus',           help='Number of processes (GPUs, or CPU processes without CUDA); under torchrun: its WORLD_SIZE', type=click.IntRange(min=1), default=1, show_default=True, metavar='INT')
 @click.option('--snap',           help='Snapshot interval in ticks (a tick is kimg/10, at most 4)', type=click.IntRange(min=1), default=10, show_default=True, metavar='TICKS')
 @click.option('--seed',           help='Random seed', type=int, default=0, show_default=True, metavar='INT')
 # Loss weights.
@@ -105,19 +95,28 @@ def main(outdir, dry_run, stages, **opts):
     \b
     # A tiny CPU run (32 px generator and encoder made with stylegan2-train / the Python API):
     gradstyle-train --network tiny.pkl --encoder tiny-encoder.pkl --data faces32.zip --outdir runs \\
-        --preset tiny --kimg 2 --workers 0 --lpips-weights random
+        --preset tiny --kimg 2 --lpips-weights random
+
+    \b
+    # 2 machines with 4 GPUs each (run on both, NODE_RANK=0 and 1):
+    torchrun --nnodes=2 --node_rank=$NODE_RANK --nproc_per_node=4 --master_addr=host0 --master_port=29500 \\
+        -m gradstyle_plugin.cli.train --network ffhq.pkl --encoder e4e_ffhq_encode.pt --data ffhq1024.zip --outdir runs --batch 8
     """
     try:
+        opts['gpus'] = toolkit_launch.num_processes(opts['gpus'])
         desc, args, init = setup_training_config(stages=_stage_list(stages), **opts)
+        if dry_run:
+            if toolkit_launch.is_main_process():
+                click.echo(json.dumps(args, indent=2))
+            return
+        if toolkit_launch.is_main_process():
+            for warning in init.warnings:
+                click.secho(warning, fg='yellow', bold=True, err=True)
+        run_dir = launch(desc, args, init, outdir)
     except UserError as err:
         raise click.ClickException(str(err))
-    for warning in init.warnings:
-        click.secho(warning, fg='yellow', bold=True, err=True)
-    if dry_run:
-        click.echo(json.dumps(args, indent=2))
-        return
-    run_dir = launch(desc, args, init, outdir)
-    click.echo(f'Run directory: {run_dir}')
+    if toolkit_launch.is_main_process():
+        click.echo(f'Run directory: {run_dir}')
 
 #----------------------------------------------------------------------------
 

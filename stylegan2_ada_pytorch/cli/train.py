@@ -1,21 +1,20 @@
 """`stylegan2-train`: train a StyleGAN2 generator with ADA (the toolkit's train.py, same flags).
 
 The configuration is built by the pure function `setup_training_loop_kwargs(**opts)`; the click
-command only parses options, calls it, and launches one process per `--gpus` (CUDA devices, or
-CPU processes talking gloo when there is no GPU).
+command only parses options, calls it, and hands the run to `training.launch` (one process, `--gpus N`
+processes on this machine, or the processes torchrun started on one or several machines).
 """
 
 import json
 import os
-import re
-import tempfile
 
 import click
 import torch
 
 from .. import dnnlib
 from ..dnnlib import UserError
-from ..training import training_loop
+from ..training import launch
+from ..training.launch import next_run_dir  # noqa: F401  (kept importable from here for older callers)
 
 #----------------------------------------------------------------------------
 # Base configurations: ref_gpus, kimg, mb, mbstd, fmaps, lrate, gamma, ema, ramp, map.
@@ -129,12 +128,13 @@ def setup_training_loop_kwargs(
     fp32=None, nhwc=None, allow_tf32=None, nobench=None, workers=None,      # Performance options.
     device=None, grid_max=None, inception_weights=None,                     # Ours.
 ):
-    """Build (description, training_loop kwargs) from command-line values. Pure: raises UserError."""
+    """Build (description, training_loop kwargs) from command-line values. Pure: raises UserError.
+
+    Under torchrun, `gpus` becomes torchrun's WORLD_SIZE (launch.num_processes).
+    """
     args = dnnlib.EasyDict()
 
-    gpus = 1 if gpus is None else gpus
-    if not (gpus >= 1 and gpus & (gpus - 1) == 0):
-        raise UserError('--gpus must be a power of two')
+    gpus = launch.num_processes(gpus)
     args.num_gpus = gpus
     snap = 50 if snap is None else snap
     if snap < 1:
@@ -285,60 +285,25 @@ def _performance_config(args, fp32, nhwc, allow_tf32, nobench):
 
 #----------------------------------------------------------------------------
 
-def next_run_dir(outdir, desc):
-    """`<outdir>/<id:05d>-<desc>` with id one past the largest numeric prefix already there."""
-    prev = [x for x in os.listdir(outdir) if os.path.isdir(os.path.join(outdir, x))] if os.path.isdir(outdir) else []
-    ids = [int(m.group()) for m in (re.match(r'^\d+', x) for x in prev) if m is not None]
-    run_id = max(ids, default=-1) + 1
-    return os.path.join(outdir, f'{run_id:05d}-{desc}')
-
-def subprocess_fn(rank, args, temp_dir):
-    with dnnlib.util.Logger(file_name=os.path.join(args.run_dir, 'log.txt'), file_mode='a', should_flush=True):
-        _run_process(rank, args, temp_dir)
-
-def _run_process(rank, args, temp_dir):
-    if args.num_gpus > 1:
-        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-        backend = 'nccl' if torch.cuda.is_available() and os.name != 'nt' else 'gloo'
-        torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}', rank=rank, world_size=args.num_gpus)
-    sync_device = None
-    if args.num_gpus > 1:
-        sync_device = torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
-    from ..torch_utils import training_stats, custom_ops
-    training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
-    if rank != 0:
-        custom_ops.verbosity = 'none'
-    try:
-        training_loop.training_loop(rank=rank, **args)
-    finally:
-        if args.num_gpus > 1:
-            torch.distributed.destroy_process_group()
-
 def launch_training(args, desc, outdir, dry_run):
-    """Create the run dir, write training_options.json, run one process per --gpus."""
-    args.run_dir = next_run_dir(outdir, desc)
-    assert not os.path.exists(args.run_dir)
-    print()
-    print('Training options:')
-    print(json.dumps(args, indent=2))
-    print()
-    print(f'Output directory:   {args.run_dir}')
-    print(f'Training data:      {args.training_set_kwargs.path}')
-    print(f'Training duration:  {args.total_kimg} kimg')
-    print(f'Number of processes: {args.num_gpus}')
-    print(f'Image resolution:   {args.training_set_kwargs.resolution}')
-    print()
+    """Print the options (rank 0), then create the run dir and train (training.launch)."""
+    args.run_dir = launch.next_run_dir(outdir, desc)     # what rank 0 is about to create
+    if launch.is_main_process():
+        print()
+        print('Training options:')
+        print(json.dumps(args, indent=2))
+        print()
+        print(f'Output directory:   {args.run_dir}')
+        print(f'Training data:      {args.training_set_kwargs.path}')
+        print(f'Training duration:  {args.total_kimg} kimg')
+        print(f'Number of processes: {args.num_gpus}')
+        print(f'Image resolution:   {args.training_set_kwargs.resolution}')
+        print()
     if dry_run:
-        print('Dry run; exiting.')
+        if launch.is_main_process():
+            print('Dry run; exiting.')
         return
-    os.makedirs(args.run_dir)
-    with open(os.path.join(args.run_dir, 'training_options.json'), 'wt') as f:
-        json.dump(args, f, indent=2)
-    with tempfile.TemporaryDirectory() as temp_dir:
-        if args.num_gpus == 1:
-            subprocess_fn(rank=0, args=args, temp_dir=temp_dir)
-        else:
-            torch.multiprocessing.spawn(fn=subprocess_fn, args=(args, temp_dir), nprocs=args.num_gpus)
+    launch.launch(args, outdir=outdir, desc=desc)
 
 #----------------------------------------------------------------------------
 
@@ -351,7 +316,7 @@ def _comma_list(value):
 @click.pass_context
 # General options.
 @click.option('--outdir',     help='Where to save the results', required=True, metavar='DIR')
-@click.option('--gpus',       help='Number of processes (GPUs, or CPU processes without CUDA)', type=click.IntRange(min=1), default=1, show_default=True, metavar='INT')
+@click.option('--gpus',       help='Number of processes (GPUs, or CPU processes without CUDA); under torchrun: its WORLD_SIZE', type=click.IntRange(min=1), default=1, show_default=True, metavar='INT')
 @click.option('--snap',       help='Snapshot interval in ticks', type=click.IntRange(min=1), default=50, show_default=True, metavar='INT')
 @click.option('--metrics',    help='Comma-separated metrics or "none" (fid2k_pix/kid2k_pix need no weights)', type=_comma_list, default='none', show_default=True)
 @click.option('--seed',       help='Random seed', type=int, default=0, show_default=True, metavar='INT')
@@ -397,12 +362,17 @@ def main(ctx, outdir, dry_run, **config_kwargs):
     \b
     # Fine-tune FFHQ at 1024x1024 from a local pickle, 8 GPUs:
     stylegan2-train --outdir=runs --data=ffhq.zip --gpus=8 --cfg=paper1024 --mirror=1 --resume=ffhq.pkl
+
+    \b
+    # 2 machines with 8 GPUs each (run on both, NODE_RANK=0 and 1):
+    torchrun --nnodes=2 --node_rank=$NODE_RANK --nproc_per_node=8 --master_addr=host0 --master_port=29500 \\
+        -m stylegan2_ada_pytorch.cli.train --outdir=runs --data=ffhq.zip --cfg=paper1024 --mirror=1
     """
     try:
         desc, args = setup_training_loop_kwargs(**config_kwargs)
+        launch_training(args=args, desc=desc, outdir=outdir, dry_run=dry_run)
     except UserError as err:
         raise click.ClickException(str(err))
-    launch_training(args=args, desc=desc, outdir=outdir, dry_run=dry_run)
 
 #----------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Miscellaneous helpers shared by the networks, the loss and the training loop (toolkit names)."""
 
 import contextlib
+import hashlib
 import re
 import warnings
 
@@ -206,6 +207,22 @@ def ddp_sync(module, sync):
     else:
         with module.no_sync():
             yield
+
+def params_digest(module, ignore_regex=None):
+    """sha256 hex digest of every parameter and buffer of `module` (names matching ignore_regex skipped).
+
+    Tensors are taken in sorted name order; for each, the text '<name>:<dtype>:<shape list>;' and
+    then its raw bytes (contiguous, CPU) go into one sha256. Equal digests mean bit-identical
+    weights; the training loop compares them across processes at every snapshot.
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(named_params_and_buffers(module), key=lambda item: item[0]):
+        if ignore_regex is not None and re.fullmatch(ignore_regex, name):
+            continue
+        tensor = tensor.detach().cpu().contiguous()
+        h.update(f'{name}:{tensor.dtype}:{list(tensor.shape)};'.encode())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 def check_ddp_consistency(module, ignore_regex=None):
     """Assert that every parameter/buffer is identical on all ranks (names matching ignore_regex skipped)."""

@@ -18,6 +18,8 @@ What differs, on purpose:
   without it (NVIDIA's) copies the weights only, as the toolkit does.
 - Snapshots are written to a temporary name and renamed; a NaN/inf gradient stops the run with a
   message and leaves the last snapshot untouched.
+- With several processes, every snapshot first checks that all processes hold bit-identical
+  weights (sha256 digests gathered from every rank, kept in training_state.param_digests).
 """
 
 import copy
@@ -367,7 +369,11 @@ def _update_ada(ada_stats, augment_pipe, ada_target, batch_size, ada_interval, a
 def _save_snapshot(run_dir, training_set_kwargs, nets, extra_kwargs, progress, phases, loss, ada_stats, device, num_gpus, rank, extra_data):
     """network-snapshot-<kimg>.pkl: the toolkit's dict plus extra modules and training_state."""
     state = training_state.capture(progress=progress, phases=phases, loss=loss, augment_pipe=nets.augment_pipe,
-        ada_stats=ada_stats, device=device, num_gpus=num_gpus)
+        ada_stats=ada_stats, device=device, num_gpus=num_gpus, nets=nets)
+    diverged = training_state.inconsistent_networks(state)
+    if diverged:    # every process sees the gathered digests, so all of them stop here
+        raise TrainingError(f'the processes disagree on the weights of {", ".join(f"{n} (rank {r} vs rank 0)" for n, r in diverged)} '
+            f'at kimg {progress.cur_nimg / 1000:.3f}; no snapshot was written')
     snapshot_pkl = os.path.join(run_dir, f'network-snapshot-{progress.cur_nimg // 1000:06d}.pkl')
     if rank == 0:
         data = dict(training_set_kwargs=dict(training_set_kwargs))

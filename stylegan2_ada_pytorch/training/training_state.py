@@ -13,6 +13,9 @@ readable by the safe loader):
     optimizers       {network name: optimizer.state_dict()}
     loss             [per process: loss.state_dict()]
     rng              [per process: {'torch': ByteTensor, 'cuda': ByteTensor or None, 'numpy': {...}}]
+    param_digests    with several processes: [per process: {network name: misc.params_digest}] of the
+                     networks at this snapshot (running averages such as w_avg left out), which the
+                     loop checks are equal on every process; None for one process
 """
 
 import contextlib
@@ -20,18 +23,24 @@ import contextlib
 import numpy as np
 import torch
 
-from ..torch_utils import training_stats
+from ..torch_utils import misc
 
 #----------------------------------------------------------------------------
 
 _VERSION = 1
+RUNNING_AVERAGES = r'(.*\.)?[^.]+_(avg|ema)'   # tracked by each process from its own batches (mapping.w_avg)
 
-def capture(progress, phases, loss, augment_pipe, ada_stats, device, num_gpus):
-    """Gather the state on every process (collective when num_gpus > 1); rank 0 stores it."""
+def capture(progress, phases, loss, augment_pipe, ada_stats, device, num_gpus, nets=None):
+    """Gather the state on every process (collective when num_gpus > 1); rank 0 stores it.
+
+    `nets` ({name: module or None}) are digested per process when num_gpus > 1 (param_digests).
+    """
     optimizers = {}
     for phase in phases:
         optimizers.setdefault(phase.name[0], phase.opt)  # 'Gmain'/'Greg' share the G optimizer.
     local = dict(loss=_to_cpu(loss.state_dict()), rng=get_rng_state(device))
+    if num_gpus > 1 and nets is not None:
+        local['digests'] = {name: misc.params_digest(module, RUNNING_AVERAGES) for name, module in nets.items() if module is not None}
     per_process = [local]
     if num_gpus > 1:
         per_process = [None] * num_gpus
@@ -49,7 +58,18 @@ def capture(progress, phases, loss, augment_pipe, ada_stats, device, num_gpus):
         optimizers  = {name: _to_cpu(opt.state_dict()) for name, opt in optimizers.items()},
         loss        = [item['loss'] for item in per_process],
         rng         = [item['rng'] for item in per_process],
+        param_digests = [item['digests'] for item in per_process] if 'digests' in local else None,
     )
+
+def inconsistent_networks(state):
+    """[(network name, rank)] for each network whose weights on some process differ from rank 0's."""
+    digests = state.get('param_digests') or []
+    found = []
+    for name in sorted(digests[0] if digests else []):
+        ranks = [rank for rank in range(1, len(digests)) if digests[rank].get(name) != digests[0][name]]
+        if ranks:
+            found.append((name, ranks[0]))
+    return found
 
 def restore(state, progress, phases, loss, augment_pipe, rank):
     """Put a captured state back (every process); networks were restored from the snapshot already."""

@@ -12,6 +12,7 @@ reading, not a budget). The parameter counts per stage are printed next to the t
 """
 
 import argparse
+import functools
 import time
 
 import torch
@@ -59,7 +60,7 @@ def measure(res, presets, reps):
     print(f'{res:5d} px: encode + 2 syntheses {t_base:6.2f} s')
     for preset in presets:
         G = attach.attach(G0, preset=preset)
-        t_gs = median_time(lambda: streams.run_streams(G, E, img, direction=direction, alpha=1.0), reps)
+        t_gs = median_time(functools.partial(streams.run_streams, G, E, img, direction=direction, alpha=1.0), reps)
         goal = f'goal <= {GOALS[preset]:.2f}x: {"met" if t_gs / t_base <= GOALS[preset] else "MISSED"}' if preset in GOALS else 'no goal'
         print(f'{"":9s}{preset:6s} GradStyle edit {t_gs:6.2f} s, ratio {t_gs / t_base:5.2f}x ({goal}); {stage_params(G)}')
         del G

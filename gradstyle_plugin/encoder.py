@@ -520,7 +520,7 @@ def load_e4e_checkpoint(path_or_file, num_ws=None):
     if latent_avg is not None and use_avg:
         encoder.latent_avg.copy_(latent_avg)
     elif latent_avg is None and use_avg:
-        warnings.warn(f'{name}: no latent_avg in the checkpoint; set it with encoder.latent_avg.copy_(G.mapping.w_avg)')
+        warnings.warn(f'{name}: no latent_avg in the checkpoint; set it with encoder.latent_avg.copy_(G.mapping.w_avg)', stacklevel=2)
     ignored = [key for key in ckpt['state_dict'] if not key.startswith('encoder.')]
     info = dnnlib.EasyDict(num_ws=num_ws, encoder_kwargs=kwargs, opts=opts, has_latent_avg=latent_avg is not None and use_avg,
         ignored_keys=len(ignored))

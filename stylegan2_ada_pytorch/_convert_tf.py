@@ -71,11 +71,7 @@ def _apply_rules(module, tf_params, rules, what):
     """Fill every parameter/buffer of `module` from `tf_params` through the (regex, fn) `rules`."""
     tensors = list(module.named_parameters()) + list(module.named_buffers())
     for name, tensor in tensors:
-        match = None
-        for pattern, source in rules:
-            match = re.fullmatch(pattern, name)
-            if match:
-                break
+        match, source = next(((m, src) for pattern, src in rules if (m := re.fullmatch(pattern, name))), (None, None))
         if match is None:
             raise NetworkPickleError(f'{what}: no TensorFlow variable rule for {name} {list(tensor.shape)}')
         if source is None:

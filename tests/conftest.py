@@ -18,7 +18,9 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / 'shared'
+SHARED = REPO.parent / 'shared'        # source of truth for review; the tests read their copies in DATA
+DATA = REPO / 'tests' / 'data'
+FASHION_DIR = DATA / 'fashion-mnist'   # the first 4000 Fashion-MNIST t10k images and labels (tests/data/README.md)
 
 #----------------------------------------------------------------------------
 
@@ -53,19 +55,14 @@ def size_scale(request):
     return 1.0 if _full_size(request.config) else 0.25
 
 @pytest.fixture(scope='session')
-def shared_dir():
-    """The project's shared/ folder (specs, fixtures); tests that need it skip if it is absent."""
-    if not SHARED.is_dir():
-        pytest.skip(f'shared folder not found at {SHARED}')
-    return SHARED
+def spec_dir():
+    """Key lists from shared/spec, copied into tests/data/spec."""
+    return DATA / 'spec'
 
 @pytest.fixture(scope='session')
-def spec_dir(shared_dir):
-    return shared_dir / 'spec'
-
-@pytest.fixture(scope='session')
-def fixtures_dir(shared_dir):
-    return shared_dir / 'fixtures'
+def fixtures_dir():
+    """Real data files from shared/fixtures (e4e's directions, photos), copied into tests/data/fixtures."""
+    return DATA / 'fixtures'
 
 @pytest.fixture(autouse=True)
 def _seed_everything():

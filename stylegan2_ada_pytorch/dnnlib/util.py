@@ -16,7 +16,6 @@ import re
 import shutil
 import sys
 import tempfile
-import types
 import urllib.parse
 import urllib.request
 

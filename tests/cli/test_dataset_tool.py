@@ -20,12 +20,10 @@ from stylegan2_ada_pytorch import dnnlib
 from stylegan2_ada_pytorch import dataset_tool
 from stylegan2_ada_pytorch.dataset_tool import main, make_plan
 
-FASHION = '/usr/share/datasets/fashion-mnist'
-FASHION_IMAGES = os.path.join(FASHION, 't10k-images-idx3-ubyte.gz')
-FASHION_LABELS = os.path.join(FASHION, 't10k-labels-idx1-ubyte.gz')
+from ..conftest import FASHION_DIR
 
-needs_fashion = pytest.mark.skipif(not (os.path.isfile(FASHION_IMAGES) and os.path.isfile(FASHION_LABELS)),
-    reason=f'Fashion-MNIST idx files not found in {FASHION} (apt-get install dataset-fashion-mnist)')
+FASHION_IMAGES = str(FASHION_DIR / 't10k-images-idx3-ubyte.gz')     # real idx files: a 4000-image slice (tests/data)
+FASHION_LABELS = str(FASHION_DIR / 't10k-labels-idx1-ubyte.gz')
 
 #----------------------------------------------------------------------------
 
@@ -56,7 +54,6 @@ def _leftovers(folder):
 #----------------------------------------------------------------------------
 # Real data: Fashion-MNIST test split.
 
-@needs_fashion
 def test_fashion_mnist_to_zip_pixels_and_labels(tmp_path):
     n = 64
     dest = tmp_path / 'fashion32.zip'
@@ -85,7 +82,6 @@ def test_fashion_mnist_to_zip_pixels_and_labels(tmp_path):
     assert int(np.argmax(onehot)) == ref_labels[5] and onehot.sum() == 1
     ds.close()
 
-@needs_fashion
 def test_fashion_mnist_box_upscale_to_directory(tmp_path):
     n = 12
     dest = tmp_path / 'out'

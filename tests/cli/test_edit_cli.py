@@ -248,8 +248,6 @@ def test_e4e_only_path(nets, photos, tmp_path):
 def test_real_photo_from_a_zip(nets, fixtures_dir, tmp_path):
     import zipfile
     path = fixtures_dir / 'images' / 'e4e_input_img.jpg'
-    if not path.is_file():
-        pytest.skip(f'fixture not found: {path}')
     with zipfile.ZipFile(tmp_path / 'in.zip', 'w') as zf:
         zf.write(path, 'photos/e4e_input_img.jpg')
     torch.save(torch.randn([1, 8, 32], generator=torch.Generator().manual_seed(4)), tmp_path / 'pose.pt')    # W+ direction

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from stylegan2_ada_pytorch import legacy, testing
 from stylegan2_ada_pytorch.cli import generate as generate_cli
 from stylegan2_ada_pytorch.cli import train as train_cli
+from gradstyle_plugin.cli import directions as directions_cli, edit as edit_cli, train as gs_train_cli
 
 DOCS = Path(__file__).resolve().parents[2] / 'docs'
 
@@ -32,7 +33,6 @@ def tiny_pkl(tmp_path_factory):
     legacy.save_network_pkl(dict(G=G, D=testing.tiny_discriminator(), G_ema=G), str(path))
     return str(path)
 
-from gradstyle_plugin.cli import directions as directions_cli, edit as edit_cli, train as gs_train_cli
 
 @pytest.mark.parametrize('cli, name', [(train_cli.main, 'train-help.txt'), (generate_cli.main, 'generate-help.txt'),
     (gs_train_cli.main, 'gradstyle-train-help.txt'), (edit_cli.main, 'gradstyle-edit-help.txt'),

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 #----------------------------------------------------------------------------
 
 def _photo_crops(count, seed):
-    skimage_data = pytest.importorskip('skimage.data')
+    import skimage.data as skimage_data
     photos = [skimage_data.astronaut(), skimage_data.coffee(), skimage_data.chelsea(), skimage_data.rocket()]
     rnd = np.random.RandomState(seed)
     crops = []
@@ -151,7 +151,7 @@ def test_snapshot_loads_safely_and_resume_matches(inputs, tmp_path):
     assert list(data['G_ema'].synthesis.injectors) == ['b8', 'b16', 'b32']
     nets_cont = _run(inputs, cont, kimg=0.032, resume=snap)
     for name in ['G', 'G_ema', 'D']:
-        for (n1, t1), (n2, t2) in zip(nets_full[name].state_dict().items(), nets_cont[name].state_dict().items()):
+        for (n1, t1), (_n2, t2) in zip(nets_full[name].state_dict().items(), nets_cont[name].state_dict().items()):
             assert torch.equal(t1, t2), f'{name}.{n1} differs after resume'
 
 def test_dry_run_prints_json_and_help_documents_defaults(inputs, tmp_path):

@@ -8,7 +8,6 @@ the key lists (random tensors with the published names and shapes), never downlo
 
 import copy
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest

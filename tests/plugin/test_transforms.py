@@ -119,7 +119,7 @@ def test_seeded_and_bounded():
 def _torchvision_offsets(count, size, distortion_scale, p, seed):
     # Corner displacements [count, 4, 2] of torchvision's RandomPerspective in half-widths, with the
     # p coin (an unwarped input moves nothing).
-    torchvision_transforms = pytest.importorskip('torchvision.transforms')
+    import torchvision.transforms as torchvision_transforms
     torch.manual_seed(seed)
     half = size // 2
     out = np.zeros([count, 4, 2])

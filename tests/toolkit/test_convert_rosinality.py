@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from stylegan2_ada_pytorch import _convert_rosinality, legacy
 from stylegan2_ada_pytorch._safe_unpickle import NetworkPickleError
 
-from ..conftest import SHARED
+from ..conftest import DATA
 
 #----------------------------------------------------------------------------
 # The independent rosinality-layout forward.
@@ -207,7 +207,7 @@ def test_checkpoint_with_code_refused(tmp_path):
 def test_1024_key_layout_matches_spec_files():
     # The published rosinality 1024 generator (key list) maps onto exactly NVIDIA's 1024 G keys.
     shapes = {}
-    for line in (SHARED / 'spec' / 'rosinality_g1024_keys.txt').read_text().splitlines():
+    for line in (DATA / 'spec' / 'rosinality_g1024_keys.txt').read_text().splitlines():
         if line and not line.startswith('#'):
             key, shape = line.split('\t')
             shapes[key] = torch.empty(json.loads(shape), device='meta')  # shape lists like [1, 512, 4, 4]
@@ -217,11 +217,11 @@ def test_1024_key_layout_matches_spec_files():
     mapping = _convert_rosinality.key_map(kwargs)
     assert {src for src, _ in mapping.values()} == {k for k in shapes if not k.endswith('.kernel')}
     nv = set()
-    for line in (SHARED / 'spec' / 'nv_keys_1024.txt').read_text().splitlines():
+    for line in (DATA / 'spec' / 'nv_keys_1024.txt').read_text().splitlines():
         if line.startswith('G.') and '\t' in line:
             nv.add(line.split('\t')[0][2:])
     assert set(mapping) == {k for k in nv if not k.endswith('resample_filter') and k != 'mapping.w_avg'}
-    for dst, (src, transform) in mapping.items():
+    for _dst, (src, transform) in mapping.items():
         value = transform(shapes[src]) if transform else shapes[src]
         assert value.numel() == shapes[src].numel()
 

@@ -163,7 +163,7 @@ def test_tf_pickle_converts_to_same_outputs(monkeypatch, architecture):
         assert torch.allclose(img, ref, atol=1e-5, rtol=1e-5)
     imgs = torch.randn([4, 3, 32, 32], generator=gen)
     logits, ref_logits = out['D'](imgs, torch.eye(4)), D(imgs, torch.eye(4))
-    print(f'D logits max abs diff:', (logits - ref_logits).abs().max().item())
+    print('D logits max abs diff:', (logits - ref_logits).abs().max().item())
     assert torch.allclose(logits, ref_logits, atol=1e-5, rtol=1e-5)
     assert out['G_ema'].init_kwargs.synthesis_kwargs.channel_base == 256
     assert out['G_ema'].init_kwargs.mapping_kwargs.w_avg_beta == 0.995

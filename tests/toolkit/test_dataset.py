@@ -212,7 +212,7 @@ def test_loader_workers_and_parent_read_one_zip_at_once(tmp_path):
     ds[0]
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context='fork')
     seen = 0
-    for rounds in range(3):
+    for _round in range(3):
         for batch_idx, (batch, _labels) in enumerate(loader):
             for k in range(4):
                 np.testing.assert_array_equal(ds[(batch_idx * 7 + k) % 48][0], images[(batch_idx * 7 + k) % 48].transpose(2, 0, 1))

@@ -16,7 +16,7 @@ def test_easydict_attribute_access():
     del d.a
     assert 'a' not in d
     with pytest.raises(AttributeError):
-        d.missing
+        _ = d.missing
     with pytest.raises(AttributeError):
         del d.missing
 

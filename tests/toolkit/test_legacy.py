@@ -9,6 +9,7 @@ or `dnnlib` modules. NVIDIA-loader compatibility lives in test_legacy_nvidia.py.
 import copy
 import io
 import os
+import pickle
 import pickletools
 import subprocess
 import sys
@@ -106,7 +107,7 @@ def test_save_is_atomic(tmp_path):
     path.write_bytes(b'previous')
     bad = snapshot()
     bad['extra'] = lambda: None  # unpicklable: the dump fails halfway
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.PicklingError):
         legacy.save_network_pkl(bad, path)
     assert path.read_bytes() == b'previous' and os.listdir(tmp_path) == ['net.pkl']
     legacy.save_network_pkl(snapshot(), path)

@@ -1,6 +1,5 @@
 """torch_utils.misc: shape checks, constants, parameter copying, sampler, module summary."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -68,7 +68,7 @@ def _get_filter_size(f):
 
 #----------------------------------------------------------------------------
 
-def setup_filter(f, device=torch.device('cpu'), normalize=True, flip_filter=False, gain=1, separable=None):
+def setup_filter(f, device=torch.device('cpu'), normalize=True, flip_filter=False, gain=1, separable=None):  # noqa: B008 (toolkit signature)
     """Turn a list/array/tensor into a float32 filter tensor for `upfirdn2d`.
 
     A 1-D filter becomes the 2-D outer product unless `separable` (default: separable iff 1-D

@@ -9,12 +9,11 @@ import sys
 import numpy as np
 import PIL.Image
 import pytest
-import torch
 
-from stylegan2_ada_pytorch import dnnlib, legacy, testing
-from gradstyle_plugin import encoder as encoder_module
+from stylegan2_ada_pytorch import legacy
 
 from ..conftest import FASHION_DIR
+from .._tiny_pickles import write_tiny_generator_and_encoder
 
 pytestmark = pytest.mark.integration
 
@@ -52,13 +51,7 @@ def test_gradstyle_train_with_default_workers_on_a_zip(tmp_path):
     for i in range(24):
         PIL.Image.fromarray((rnd.rand(32, 32, 3) * 255).astype(np.uint8)).save(folder / f'{i:02d}.png')
     _run('stylegan2-dataset', '--source', folder, '--dest', 'photos.zip', cwd=tmp_path)
-    G = testing.tiny_generator()
-    legacy.save_network_pkl(dict(G=G, D=testing.tiny_discriminator(), G_ema=G), str(tmp_path / 'G.pkl'))
-    torch.manual_seed(0)
-    E = dnnlib.util.construct_class_by_name(**encoder_module.small_encoder_kwargs(32, w_dim=32, feature_channels=32)).eval()
-    with torch.no_grad():
-        E.latent_avg.copy_(G.mapping.w_avg)
-    legacy.save_network_pkl(dict(encoder=E), str(tmp_path / 'encoder.pkl'))
+    write_tiny_generator_and_encoder(str(tmp_path))
     _run('gradstyle-train', '--network', 'G.pkl', '--encoder', 'encoder.pkl', '--data', 'photos.zip', '--outdir', 'runs',
          '--preset', 'tiny', '--batch', 4, '--kimg', 0.016, '--snap', 1, '--lpips-weights', 'random', cwd=tmp_path)
     snaps = _snapshots(tmp_path / 'runs')

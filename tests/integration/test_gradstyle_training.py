@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from stylegan2_ada_pytorch import dnnlib, legacy, testing
+from stylegan2_ada_pytorch import dnnlib, legacy
 from stylegan2_ada_pytorch.training import training_loop
 import copy
 
@@ -20,6 +20,7 @@ from gradstyle_plugin import attach, perceptual, streams, transforms
 from gradstyle_plugin import encoder as encoder_module
 from gradstyle_plugin.cli import train as train_cli
 from gradstyle_plugin.train_config import setup_training_config
+from .._tiny_pickles import write_tiny_generator_and_encoder
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +46,7 @@ def inputs(tmp_path_factory):
     data.mkdir()
     for i, crop in enumerate(_photo_crops(16, seed=0)):
         PIL.Image.fromarray(crop).save(data / f'{i:02d}.png')
-    G = testing.tiny_generator()
-    legacy.save_network_pkl(dict(G=G, D=testing.tiny_discriminator(), G_ema=G), str(root / 'G.pkl'))
-    torch.manual_seed(0)
-    E = dnnlib.util.construct_class_by_name(**encoder_module.small_encoder_kwargs(32, w_dim=32, feature_channels=32)).eval()
-    with torch.no_grad():
-        E.latent_avg.copy_(G.mapping.w_avg)   # e4e adds the generator's mean w
-    legacy.save_network_pkl(dict(encoder=E), str(root / 'encoder.pkl'))
+    write_tiny_generator_and_encoder(str(root))
     held_out = torch.from_numpy(np.stack(_photo_crops(8, seed=99))).permute(0, 3, 1, 2).float() / 127.5 - 1
     return dnnlib.EasyDict(data=str(data), G=str(root / 'G.pkl'), encoder=str(root / 'encoder.pkl'), held_out=held_out)
 

@@ -9,10 +9,9 @@ import subprocess
 import numpy as np
 import PIL.Image
 import pytest
-import torch
 
-from stylegan2_ada_pytorch import dnnlib, legacy, testing
-from gradstyle_plugin import encoder as encoder_module
+from stylegan2_ada_pytorch import legacy
+from .._tiny_pickles import write_tiny_generator_and_encoder
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(shutil.which('torchrun') is None, reason='torchrun not on PATH')]
 
@@ -53,13 +52,7 @@ def test_stylegan2_train_under_torchrun(tmp_path):
 
 def test_gradstyle_train_under_torchrun(tmp_path):
     data = _images(tmp_path / 'data')
-    G = testing.tiny_generator()
-    legacy.save_network_pkl(dict(G=G, D=testing.tiny_discriminator(), G_ema=G), str(tmp_path / 'G.pkl'))
-    torch.manual_seed(0)
-    E = dnnlib.util.construct_class_by_name(**encoder_module.small_encoder_kwargs(32, w_dim=32, feature_channels=32)).eval()
-    with torch.no_grad():
-        E.latent_avg.copy_(G.mapping.w_avg)
-    legacy.save_network_pkl(dict(encoder=E), str(tmp_path / 'encoder.pkl'))
+    write_tiny_generator_and_encoder(str(tmp_path))
     _torchrun('gradstyle_plugin.cli.train', ['--network', tmp_path / 'G.pkl', '--encoder', tmp_path / 'encoder.pkl',
         '--data', data, '--outdir', tmp_path / 'runs', '--preset', 'tiny', '--batch', 4, '--kimg', 0.008, '--snap', 1,
         '--workers', 0, '--lpips-weights', 'random'], tmp_path)

@@ -1,0 +1,77 @@
+"""Paste-back: an (edited) aligned crop warped back into the photo it came from, through a feathered mask.
+
+The crop -> photo map is the similarity of `AlignTransform.matrix`; each photo pixel samples the
+crop at the inverse map (PIL AFFINE, bicubic; the crop is first reduced with Lanczos when the face
+is smaller in the photo than in the crop, so the warp does not alias). The blend is
+
+    out = photo + m * (warped - photo),   m = the crop-space mask warped the same way (bilinear),
+
+so pixels where m = 0 (outside the crop, and its feathered border) keep their exact values. The
+default mask is 1 inside the crop and falls to 0 towards its edges over `feather * R` pixels
+(smoothstep); a mask file (white = paste) replaces it inside that border and is blurred by
+sigma = feather * R / 4.
+
+Shape letters: H, W photo size, R crop resolution, C channels.
+"""
+
+import numpy as np
+import PIL.Image
+import scipy.ndimage
+
+__all__ = ['FEATHER', 'crop_mask', 'warp_to_photo', 'paste_back']
+
+FEATHER = 0.1                   # ours: the mask fades over the outer 10% of the crop side.
+
+#----------------------------------------------------------------------------
+
+def crop_mask(resolution, feather=FEATHER, mask=None):
+    """float32 [R, R] in [0, 1]: the feathered paste mask in crop pixels; `mask` an optional uint8/float [h, w] image (white = paste)."""
+    R = int(resolution)
+    width = max(feather * R, 1e-6)
+    d = np.minimum(np.arange(R) + 0.5, R - 0.5 - np.arange(R)) / width                  # distance to the nearest edge
+    ramp = np.clip(np.minimum(d[:, None], d[None, :]), 0, 1)
+    m = ramp * ramp * (3 - 2 * ramp)                                                    # smoothstep
+    if mask is not None:
+        user = np.asarray(mask, dtype=np.float32)
+        user = user.mean(axis=2) if user.ndim == 3 else user
+        user = user / 255 if user.max() > 1 else user
+        user = np.asarray(PIL.Image.fromarray(user.astype(np.float32), 'F').resize((R, R), PIL.Image.BILINEAR))
+        m = m * np.clip(scipy.ndimage.gaussian_filter(user, width / 4), 0, 1)
+    return m.astype(np.float32)
+
+def warp_to_photo(crop, transform, resample=PIL.Image.BICUBIC):
+    """float32 [H, W, C]: a crop [R, R, C] (or [R, R]) sampled at every photo pixel (0 outside the crop)."""
+    crop = np.asarray(crop, dtype=np.float32)
+    crop = crop[..., None] if crop.ndim == 2 else crop
+    R, size = transform.resolution, int(np.ceil(transform.side))
+    inv = np.linalg.inv(transform.matrix)                                               # photo -> crop pixels
+    if size < R:                                                                        # pre-reduce: no aliasing
+        crop = np.stack([_resize(crop[..., c], size) for c in range(crop.shape[2])], axis=-1)
+        inv = np.diag([size / R, size / R, 1.0]) @ inv
+    coeffs = tuple(inv[:2].reshape(-1))
+    out = [np.asarray(PIL.Image.fromarray(np.ascontiguousarray(crop[..., c]), 'F').transform(transform.photo_size, PIL.Image.AFFINE,
+        coeffs, resample=resample)) for c in range(crop.shape[2])]
+    return np.stack(out, axis=-1)
+
+def _resize(channel, size):
+    return np.asarray(PIL.Image.fromarray(channel, 'F').resize((size, size), PIL.Image.LANCZOS))
+
+def paste_back(photo, crop, transform, mask=None, feather=FEATHER):
+    """uint8 [H, W, C]: `crop` (uint8 [R, R, C], the aligned face, edited or not) blended into `photo` (uint8 [H, W, C]).
+
+    `transform` is the AlignTransform the crop was made with; `mask` an optional crop-space mask
+    image (white = paste), feathered as the default one.
+    """
+    photo = np.asarray(photo)
+    if (photo.shape[1], photo.shape[0]) != tuple(transform.photo_size):
+        raise ValueError(f'paste_back: photo is {photo.shape[1]}x{photo.shape[0]} but the transform was made for '
+            f'{transform.photo_size[0]}x{transform.photo_size[1]}')
+    if np.asarray(crop).shape[:2] != (transform.resolution,) * 2:
+        raise ValueError(f'paste_back: crop has shape {list(np.asarray(crop).shape)}, expected {transform.resolution}x{transform.resolution}')
+    m = warp_to_photo(crop_mask(transform.resolution, feather, mask), transform, resample=PIL.Image.BILINEAR).clip(0, 1)
+    warped = warp_to_photo(crop, transform)
+    base = photo.astype(np.float32).reshape(warped.shape)
+    out = np.where(m > 0, base + m * (warped - base), base)
+    return np.rint(out).clip(0, 255).astype(np.uint8).reshape(photo.shape)
+
+#----------------------------------------------------------------------------

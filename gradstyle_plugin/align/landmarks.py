@@ -17,6 +17,8 @@ Shape letters: H, W photo size.
 """
 
 import dataclasses
+import os
+import warnings
 
 import numpy as np
 
@@ -37,6 +39,7 @@ MOUTH_LEFT, MOUTH_RIGHT = 61, 291
 
 def require_mediapipe(flag='--align'):
     """The mediapipe module, or UserError naming the extra."""
+    os.environ.setdefault('GLOG_minloglevel', '2')                     # MediaPipe's C++ logging: errors only
     try:
         import mediapipe
         mediapipe.solutions.face_mesh                                   # noqa: B018 (the legacy graphs must be there)
@@ -103,7 +106,7 @@ class FaceFinder:
 
     def _boxes(self, img):
         h, w = img.shape[:2]
-        result = self._detector.process(img)
+        result = _quiet(self._detector.process, img)
         for det in result.detections or []:
             b = det.location_data.relative_bounding_box
             box = np.array([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h])
@@ -117,13 +120,19 @@ class FaceFinder:
         x1, y1 = np.ceil(np.minimum(centre + half, [w, h])).astype(int)
         if x1 - x0 < 2 or y1 - y0 < 2:
             return None
-        result = self._mesh.process(np.ascontiguousarray(img[y0:y1, x0:x1]))
+        result = _quiet(self._mesh.process, np.ascontiguousarray(img[y0:y1, x0:x1]))
         if not result.multi_face_landmarks:
             return None
         lm = result.multi_face_landmarks[0].landmark
         pts = np.array([[p.x, p.y] for p in lm], dtype=np.float64) * [x1 - x0, y1 - y0] + [x0, y0]
         return Face(eye_left=pts[list(LEFT_EYE)].mean(0), eye_right=pts[list(RIGHT_EYE)].mean(0), mouth_left=pts[MOUTH_LEFT],
             mouth_right=pts[MOUTH_RIGHT], box=np.asarray(box, dtype=np.float64), score=score)
+
+def _quiet(fn, *args):
+    # MediaPipe 0.10.14 calls a protobuf API that protobuf 4.x marks deprecated, once per call.
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='SymbolDatabase.GetPrototype', category=UserWarning)
+        return fn(*args)
 
 def _unturn(face, turns, shape):
     """A Face found in np.rot90(img, turns) mapped back to img's pixels (eye_left stays the subject's right eye)."""

@@ -1,8 +1,8 @@
 """Paste-back: an (edited) aligned crop warped back into the photo it came from, through a feathered mask.
 
 The crop -> photo map is the similarity of `AlignTransform.matrix`; each photo pixel samples the
-crop at the inverse map (PIL AFFINE, bicubic; the crop is first reduced with Lanczos when the face
-is smaller in the photo than in the crop, so the warp does not alias). The blend is
+crop at the inverse map (PIL AFFINE, bicubic; the crop is first reduced with Lanczos to twice the
+face's size in the photo when it is larger than that, so the warp does not alias). The blend is
 
     out = photo + m * (warped - photo),   m = the crop-space mask warped the same way (bilinear),
 
@@ -21,6 +21,7 @@ import scipy.ndimage
 __all__ = ['FEATHER', 'crop_mask', 'warp_to_photo', 'paste_back']
 
 FEATHER = 0.1                   # ours: the mask fades over the outer 10% of the crop side.
+PRE_REDUCE = 2                  # ours: a crop more than 2x larger than its face in the photo is first reduced to 2x.
 
 #----------------------------------------------------------------------------
 
@@ -45,7 +46,8 @@ def warp_to_photo(crop, transform, resample=PIL.Image.BICUBIC):
     crop = crop[..., None] if crop.ndim == 2 else crop
     R, size = transform.resolution, int(np.ceil(transform.side))
     inv = np.linalg.inv(transform.matrix)                                               # photo -> crop pixels
-    if size < R:                                                                        # pre-reduce: no aliasing
+    if size * PRE_REDUCE < R:                                                           # pre-reduce: no aliasing
+        size *= PRE_REDUCE
         crop = np.stack([_resize(crop[..., c], size) for c in range(crop.shape[2])], axis=-1)
         inv = np.diag([size / R, size / R, 1.0]) @ inv
     coeffs = tuple(inv[:2].reshape(-1))

@@ -14,11 +14,11 @@ from typing import List
 
 import numpy as np
 
-from stylegan2_ada_pytorch.images import SkipImage
+from stylegan2_ada_pytorch.images import SkipImage, read_image
 from .ffhq import AlignTransform, ffhq_quad, warp_to_crop
 from .landmarks import Face, FaceFinder
 
-__all__ = ['MIN_EYE_DISTANCE', 'ROLL_NOTE_DEGREES', 'AlignedFace', 'align_photo']
+__all__ = ['MIN_EYE_DISTANCE', 'ROLL_NOTE_DEGREES', 'AlignedFace', 'align_photo', 'align_file']
 
 MIN_EYE_DISTANCE = 12           # ours: eyes closer than this (photo pixels) are too few pixels to align.
 ROLL_NOTE_DEGREES = 20          # ours: faces tilted more than this are reported as straightened.
@@ -60,6 +60,15 @@ def align_photo(photo, resolution, face_index=0, finder=None):
         (photo.shape[1], photo.shape[0]))
     return AlignedFace(crop=warp_to_crop(photo, transform), transform=transform, face=face, faces=faces, face_index=face_index,
         notes=_notes(face, faces, face_index, transform))
+
+def align_file(entry, resolution, face_index=0, finder=None):
+    """(photo uint8 [H, W, 3], AlignedFace, notes): read an image file (path or ImageEntry) at full size and align it.
+
+    `notes` = what reading changed (EXIF rotation, mode) + the alignment notes. SkipImage on failure.
+    """
+    photo, notes = read_image(entry, None, channels=3)
+    aligned = align_photo(photo, resolution, face_index=face_index, finder=finder)
+    return photo, aligned, notes + aligned.notes
 
 def _notes(face, faces, face_index, transform):
     notes = []

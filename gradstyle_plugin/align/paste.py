@@ -18,7 +18,7 @@ import numpy as np
 import PIL.Image
 import scipy.ndimage
 
-__all__ = ['FEATHER', 'crop_mask', 'warp_to_photo', 'paste_back']
+__all__ = ['FEATHER', 'crop_mask', 'warp_to_photo', 'photo_mask', 'paste_back']
 
 FEATHER = 0.1                   # ours: the mask fades over the outer 10% of the crop side.
 PRE_REDUCE = 2                  # ours: a crop more than 2x larger than its face in the photo is first reduced to 2x.
@@ -58,6 +58,10 @@ def warp_to_photo(crop, transform, resample=PIL.Image.BICUBIC):
 def _resize(channel, size):
     return np.asarray(PIL.Image.fromarray(channel, 'F').resize((size, size), PIL.Image.LANCZOS))
 
+def photo_mask(transform, feather=FEATHER, mask=None):
+    """float32 [H, W, 1] in [0, 1]: the paste mask in photo pixels (0 exactly where the photo is kept)."""
+    return warp_to_photo(crop_mask(transform.resolution, feather, mask), transform, resample=PIL.Image.BILINEAR).clip(0, 1)
+
 def paste_back(photo, crop, transform, mask=None, feather=FEATHER):
     """uint8 [H, W, C]: `crop` (uint8 [R, R, C], the aligned face, edited or not) blended into `photo` (uint8 [H, W, C]).
 
@@ -70,7 +74,7 @@ def paste_back(photo, crop, transform, mask=None, feather=FEATHER):
             f'{transform.photo_size[0]}x{transform.photo_size[1]}')
     if np.asarray(crop).shape[:2] != (transform.resolution,) * 2:
         raise ValueError(f'paste_back: crop has shape {list(np.asarray(crop).shape)}, expected {transform.resolution}x{transform.resolution}')
-    m = warp_to_photo(crop_mask(transform.resolution, feather, mask), transform, resample=PIL.Image.BILINEAR).clip(0, 1)
+    m = photo_mask(transform, feather, mask)
     warped = warp_to_photo(crop, transform)
     base = photo.astype(np.float32).reshape(warped.shape)
     out = np.where(m > 0, base + m * (warped - base), base)

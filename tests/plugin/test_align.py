@@ -164,7 +164,7 @@ def test_paste_back_of_the_unedited_crop(finder):
     photo = skimage.data.astronaut()
     out = align.align_photo(photo, 256, finder=finder)
     pasted = align.paste_back(photo, out.crop, out.transform).astype(np.float64)
-    mask = align.warp_to_photo(align.crop_mask(256), out.transform)[..., 0]
+    mask = align.photo_mask(out.transform)[..., 0]
     outside = mask <= 0
     assert outside.mean() > 0.5 and np.array_equal(pasted[outside], photo[outside])    # untouched outside the mask
     # Inside: the round trip photo -> crop -> photo, compared with the same round trip through skimage.

@@ -157,6 +157,19 @@ def test_tiny_and_upside_down_faces(finder):
     with pytest.raises(SkipImage, match='^(face too small|no face found)'):
         align.align_photo(tiny, 128, finder=finder)
 
+def test_small_faces_are_reported():
+    # The landmarks given directly (a stand-in finder): eyes 8 px apart are refused, 20 px apart upscaled with a note.
+    def finder_of(eye_distance):
+        d = eye_distance
+        face = align.Face(eye_left=np.array([100.0, 100]), eye_right=np.array([100.0 + d, 100]), mouth_left=np.array([100.0, 100 + d]),
+            mouth_right=np.array([100.0 + d, 100 + d]), box=np.array([90.0, 90, 110 + d, 110 + d]), score=0.9)
+        return lambda _img: [face]
+    photo = _smooth_image(300, 300)
+    with pytest.raises(SkipImage, match=r'^face too small: eyes 8.0 px apart \(need at least 12\)$'):
+        align.align_photo(photo, 256, finder=finder_of(8))
+    out = align.align_photo(photo, 256, finder=finder_of(20))
+    assert out.notes == ['small face: crop upscaled 3.2x (expect a blurry input)'] and out.crop.shape == (256, 256, 3)
+
 #----------------------------------------------------------------------------
 # Paste-back.
 

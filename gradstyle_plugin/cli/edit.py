@@ -36,7 +36,8 @@ from gradstyle_plugin import edit as gse
 from gradstyle_plugin.align import FaceFinder, align_file, paste_back, require_mediapipe
 from gradstyle_plugin.align.paste import FEATHER
 from gradstyle_plugin.cli.directions import network_label
-from gradstyle_plugin.cli.edit_options import composite_cells, composite_label, parse_composite, parse_gate_scale, parse_stages
+from gradstyle_plugin.cli.edit_options import (composite_cells, composite_label, composite_name, parse_composite, parse_gate_scale,
+    parse_stages)
 
 SUMMARY_NAME = 'edits.json'
 
@@ -238,7 +239,7 @@ def _edit_rows(c, editor, directions, composites, inv):
             img = editor.composite_edit_codes(inv, list(zip(bound, alphas)))[1]
             key = '+'.join(f'{d.name}@{alpha_label(a)}' for d, a in zip(bound, alphas))
             cells.append((composite_label(items, alphas, alpha_label), key, img))
-        rows.append((composite_label(items, [i['alphas'][0] for i in items], alpha_label), cells))
+        rows.append((composite_name(items, alpha_label), cells))
     return [(name, [(f, k, to_uint8(img).cpu().numpy()) for f, k, img in cells]) for name, cells in rows]
 
 def _edit_batch(c, editor, prepared, batch, log):
@@ -349,7 +350,7 @@ def _summary(c, editor, prepared, records):
         align=_align_summary(c), num_inputs=len(records), num_ok=len(records) - len(failed), num_failed=len(failed), inputs=records)
 
 def _composite_summary(items, bound):
-    return dict(label=composite_label(items, [i['alphas'][0] for i in items], alpha_label), rule='W+ + sum of each direction\'s offset',
+    return dict(label=composite_name(items, alpha_label), rule='W+ + sum of each direction\'s offset',
         edits=[dict(name=d.name, group=d.group, kind=d.kind, alphas=i['alphas']) for i, d in zip(items, bound)])
 
 def _align_summary(c):

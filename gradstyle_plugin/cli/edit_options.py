@@ -10,7 +10,7 @@ import math
 
 from stylegan2_ada_pytorch.dnnlib import UserError
 
-__all__ = ['parse_composite', 'composite_label', 'composite_cells', 'parse_stages', 'parse_gate_scale']
+__all__ = ['parse_composite', 'composite_label', 'composite_name', 'composite_cells', 'parse_stages', 'parse_gate_scale']
 
 #----------------------------------------------------------------------------
 
@@ -40,6 +40,12 @@ def parse_composite(text, parse_alphas):
 def composite_label(items, alphas, alpha_label):
     """File-name label of one composite cell: 'smile_2+pose_-1.5' (`alphas` one value per item)."""
     return '+'.join(f'{item["name"].rpartition("/")[2]}_{alpha_label(a)}' for item, a in zip(items, alphas))
+
+def composite_name(items, alpha_label):
+    """Label of a whole composite (a grid row, edits.json): 'smile_-2..2+pose_-1.5' for a sweep."""
+    def values(alphas):
+        return alpha_label(alphas[0]) if len(alphas) == 1 else f'{alpha_label(alphas[0])}..{alpha_label(alphas[-1])}'
+    return '+'.join(f'{item["name"].rpartition("/")[2]}_{values(item["alphas"])}' for item in items)
 
 def composite_cells(items):
     """[[alpha per item]] of a composite: one list per value of its sweep (a single list when nothing sweeps)."""

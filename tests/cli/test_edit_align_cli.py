@@ -78,6 +78,7 @@ def test_composite_edits_and_knobs(nets, tmp_path):
     assert summary['knobs'] == dict(stages=['b8', 'b16'], gate_scale={'b16': 0.5})
     assert [[e['name'] for e in x['edits']] for x in summary['composite_edits']] == [['smile', 'age'], ['smile', 'age']]
     assert summary['composite_edits'][1]['edits'][0]['alphas'] == [-1.0, 0.0, 1.0]
+    assert [x['label'] for x in summary['composite_edits']] == ['smile_2+age_-1.5', 'smile_-1..1+age_1']
     assert summary['inputs'][0]['outputs']['edits']['smile@2+age@-1.5'] == 'face/smile_2+age_-1.5.png'
 
 @pytest.mark.integration

@@ -6,8 +6,10 @@ MediaPipe's legacy "solutions" graphs load their TFLite models from files inside
 them. MediaPipe is an optional extra: `pip install -e ".[align]"`.
 
 Steps (ours):
-1. Face detection (full-range model) finds boxes; when it finds none, the photo is tried turned by
-   90, 180 and 270 degrees (sideways and upside-down photos).
+1. Face detection (full-range model) finds boxes; when it finds none in the whole photo, it looks in
+   3 x 3 overlapping tiles of half the photo's size (small faces in large photos; overlapping boxes
+   merged), and when that finds none either, the photo is tried turned by 90, 180 and 270 degrees
+   (sideways and upside-down photos).
 2. For every box, the 468-point Face Mesh runs on a square region of 2x the box side around it.
 3. FFHQ landmarks from the mesh: each eye centre is the mean of its 16-point contour (the recipe
    averages dlib's 6 eye-contour points); the mouth corners are points 61 and 291 (dlib 48, 54).
@@ -29,6 +31,8 @@ __all__ = ['EXTRA_HINT', 'Face', 'FaceFinder', 'require_mediapipe']
 EXTRA_HINT = 'pip install -e ".[align]"  (mediapipe==0.10.14)'
 MIN_DETECTION_CONFIDENCE = 0.5  # ours: MediaPipe's default.
 REGION_SCALE = 2.0              # ours: Face Mesh sees a square of 2x the detected box side.
+TILES = 3                       # ours: fallback search in 3 x 3 tiles of half the photo (stride a quarter).
+MERGE_IOU = 0.3                 # ours: boxes from overlapping tiles with IoU above this are one face.
 
 # Face Mesh indices (the 468-point topology): the two eye contours and the outer mouth corners.
 LEFT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)       # image left (subject's right)
@@ -104,13 +108,28 @@ class FaceFinder:
                 return sorted(faces, key=lambda f: -np.prod(f.box[2:] - f.box[:2]))
         return []
 
-    def _boxes(self, img):
+    def _detect(self, img, x0=0, y0=0):
         h, w = img.shape[:2]
-        result = _quiet(self._detector.process, img)
+        result = _quiet(self._detector.process, np.ascontiguousarray(img))
         for det in result.detections or []:
             b = det.location_data.relative_bounding_box
-            box = np.array([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h])
-            yield box, float(det.score[0])
+            yield np.array([b.xmin * w + x0, b.ymin * h + y0, (b.xmin + b.width) * w + x0, (b.ymin + b.height) * h + y0]), float(det.score[0])
+
+    def _boxes(self, img):
+        # [(box, score)]: the whole photo, else the tiles (boxes merged across tiles, best score kept).
+        found = list(self._detect(img))
+        if found:
+            return found
+        h, w = img.shape[:2]
+        th, tw = h // 2, w // 2
+        for y0 in np.linspace(0, h - th, TILES).astype(int):
+            for x0 in np.linspace(0, w - tw, TILES).astype(int):
+                found += list(self._detect(img[y0:y0 + th, x0:x0 + tw], x0, y0))
+        kept = []
+        for box, score in sorted(found, key=lambda f: -f[1]):
+            if all(_iou(box, other) <= MERGE_IOU for other, _s in kept):
+                kept.append((box, score))
+        return kept
 
     def _face_in(self, img, box, score):
         # Face Mesh on a square region around the box; landmarks back in photo pixels.
@@ -127,6 +146,10 @@ class FaceFinder:
         pts = np.array([[p.x, p.y] for p in lm], dtype=np.float64) * [x1 - x0, y1 - y0] + [x0, y0]
         return Face(eye_left=pts[list(LEFT_EYE)].mean(0), eye_right=pts[list(RIGHT_EYE)].mean(0), mouth_left=pts[MOUTH_LEFT],
             mouth_right=pts[MOUTH_RIGHT], box=np.asarray(box, dtype=np.float64), score=score)
+
+def _iou(a, b):
+    inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
+    return inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter)
 
 def _quiet(fn, *args):
     # MediaPipe 0.10.14 calls a protobuf API that protobuf 4.x marks deprecated, once per call.

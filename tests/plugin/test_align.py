@@ -153,9 +153,15 @@ def test_tiny_and_upside_down_faces(finder):
     assert abs(abs(out.face.roll) - 180) < 10 and any(n.startswith('face tilted by') for n in out.notes)
     again = finder(out.crop)[0]                                           # the crop is upright
     assert again.rotated == 0 and abs(again.roll) < 5
-    tiny = np.asarray(PIL.Image.fromarray(astro).resize((48, 48), PIL.Image.LANCZOS))
-    with pytest.raises(SkipImage, match='^(face too small|no face found)'):
-        align.align_photo(tiny, 128, finder=finder)
+    # Small faces in a larger photo are found by the tile search; eyes 8 px apart are too few pixels.
+    def on_canvas(size):
+        canvas = np.full((640, 640, 3), 120, np.uint8)
+        canvas[100:100 + size, 50:50 + size] = np.asarray(PIL.Image.fromarray(astro).resize((size, size), PIL.Image.LANCZOS))
+        return canvas
+    out = align.align_photo(on_canvas(160), 256, finder=finder)                     # eyes 13.6 px apart (measured)
+    assert 50 < out.face.box[0] < 210 and any(n.startswith('small face: crop upscaled') for n in out.notes)
+    with pytest.raises(SkipImage, match=r'^face too small: eyes \d+\.\d px apart \(need at least 12\)$'):
+        align.align_photo(on_canvas(96), 256, finder=finder)                        # 8.2 px (measured)
 
 def test_small_faces_are_reported():
     # The landmarks given directly (a stand-in finder): eyes 8 px apart are refused, 20 px apart upscaled with a note.

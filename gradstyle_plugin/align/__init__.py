@@ -12,7 +12,7 @@ FaceFinder is made, so the geometry works without it.
 from .ffhq import AlignTransform, ffhq_quad, warp_to_crop
 from .landmarks import EXTRA_HINT, Face, FaceFinder, require_mediapipe
 from .photo import AlignedFace, align_file, align_photo
-from .paste import crop_mask, paste_back, photo_mask, warp_to_photo
+from .paste import crop_mask, paste_back, photo_mask, quad_box, warp_to_photo
 
 __all__ = ['AlignTransform', 'ffhq_quad', 'warp_to_crop', 'EXTRA_HINT', 'Face', 'FaceFinder', 'require_mediapipe',
-    'AlignedFace', 'align_file', 'align_photo', 'crop_mask', 'paste_back', 'photo_mask', 'warp_to_photo']
+    'AlignedFace', 'align_file', 'align_photo', 'crop_mask', 'paste_back', 'photo_mask', 'quad_box', 'warp_to_photo']

@@ -197,6 +197,14 @@ def test_paste_back_of_the_unedited_crop(finder):
     changed = np.abs(align.paste_back(photo, edited, out.transform).astype(np.float64) - photo).max(-1)
     assert changed[core].mean() > 50 and np.array_equal(changed[outside], np.zeros(outside.sum()))
 
+def test_paste_back_of_a_quad_leaving_the_photo():
+    photo = _smooth_image(300, 400)
+    t = align.AlignTransform([[250, -60], [250, 160], [470, 160], [470, -60]], 128, (400, 300))   # top right corner cut off
+    pasted = align.paste_back(photo, align.warp_to_crop(photo, t), t).astype(np.float64)
+    m = align.photo_mask(t)[..., 0]
+    assert np.array_equal(pasted[m <= 0], photo[m <= 0]) and align.quad_box(t) == (248, 0, 400, 162)
+    assert np.abs(pasted - photo)[m > 0.999].mean() < 1.0          # smooth content: only the round trip's resampling error
+
 def test_paste_back_mask_file_and_bad_sizes(finder):
     photo = skimage.data.astronaut()
     out = align.align_photo(photo, 128, finder=finder)

@@ -11,7 +11,7 @@ From a notebook:
     >>> out.img_rec, out.img_edit[2.0]                                   # [N, 3, R, R] each
     >>> gse.edit('me.jpg', editor, 'smile', 2.0)                         # one call, [1, 3, R, R]
     >>> out = editor.composite(imgs, {'smile': 2, 'pose': -1.5})         # several directions in one pass
-    >>> editor = gse.load_editor('snapshot.pkl', stages=['b16'], gate_scale={'b32': 0.5})   # Fig. 8's dial
+    >>> editor = gse.load_editor('snapshot.pkl', stages=['b16'], gate_scale={'b32': 0.5})   # per-stage knobs
 
 Two modes, chosen from what the files hold:
 - 'gradstyle': G with GradStyle stages attached plus its encoder. The reconstruction stream
@@ -339,6 +339,9 @@ def _check_knobs(G, mode, stages, gate_scale):
             _knobs(G, **{key: knobs[key]})
         except ValueError as err:
             raise UserError(f'{flag}: {str(err).partition(": ")[2]}')
+    off = sorted(set(knobs.get('gate_scale', {})) - set(knobs.get('stages', knobs.get('gate_scale', {}))))
+    if off:
+        raise UserError(f'--gate-scale: {", ".join(off)} switched off by --stages {",".join(knobs["stages"])}; its scale would do nothing')
     return knobs
 
 def edit(images, network, direction, alpha, encoder=None, registry_dirs=None, force=False, device=None):

@@ -2,8 +2,8 @@
 
     --edit smile:2,pose:-1.5            several directions in one pass (one output image)
     --edit smile:-2:2:5,pose:-1.5       a sweep over one of them (START:STOP:COUNT, one image per value)
-    --stages b16,b32                    only these GradStyle stages inject (both streams)
-    --gate-scale b64=0.5,b32=0.8        f~ = f + s * g * F at these stages (the fidelity / editability dial, paper Fig. 8)
+    --stages b16,b32                    only these GradStyle stages inject, both streams (paper Fig. 8: one low or high stage)
+    --gate-scale b64=0.5,b32=0.8        f~ = f + s * g * F at these stages (ours: a continuous fidelity / editability dial)
 """
 
 import math

@@ -87,6 +87,8 @@ def test_knob_errors_name_the_flag(files):
         gse.load_editor(paths.gradstyle, device='cpu', stages=['b64'])
     with pytest.raises(UserError, match=r'^--gate-scale: b4 not among'):
         gse.load_editor(paths.gradstyle, device='cpu', gate_scale={'b4': 0.5})
+    with pytest.raises(UserError, match=r'^--gate-scale: b32 switched off by --stages b8,b16; its scale would do nothing$'):
+        gse.load_editor(paths.gradstyle, device='cpu', stages=['b8', 'b16'], gate_scale={'b32': 0.5, 'b16': 0.5})
     with pytest.raises(UserError, match=r'^--stages: the network has no GradStyle stages \(e4e mode\)'):
         gse.load_editor(paths.encoder, device='cpu', stages=['b16'])
 

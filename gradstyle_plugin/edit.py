@@ -10,6 +10,8 @@ From a notebook:
     >>> out = editor.edit(imgs, 'smile', alphas=[-2, 0, 2])              # name from the registry
     >>> out.img_rec, out.img_edit[2.0]                                   # [N, 3, R, R] each
     >>> gse.edit('me.jpg', editor, 'smile', 2.0)                         # one call, [1, 3, R, R]
+    >>> out = editor.composite(imgs, {'smile': 2, 'pose': -1.5})         # several directions in one pass
+    >>> editor = gse.load_editor('snapshot.pkl', stages=['b16'], gate_scale={'b32': 0.5})   # per-stage knobs
 
 Two modes, chosen from what the files hold:
 - 'gradstyle': G with GradStyle stages attached plus its encoder. The reconstruction stream
@@ -25,6 +27,11 @@ gradstyle-edit in edits.json). With `alpha0_shortcut=True` an edit with unchange
 reconstruction (the very same tensor; the editing stream does not run). A ganspace direction's
 alpha SETS the coordinate along its component (see editing_directions/README.md), so its alpha = 0
 is a real edit either way.
+
+Composite edits: several (direction, alpha) pairs applied in one pass give W+ + sum of the
+offsets Direction.apply(W+, alpha) - W+, each taken from the same inverted codes (for interfacegan
+and custom directions: W+ + sum alpha_k dW_k on each direction's layers). Per-stage knobs
+(`stages`, `gate_scale`, see stage.py) act on both streams of every call of an Editor.
 
 Everything runs with noise_mode='const' on contiguous NCHW inputs, so a call repeated gives the
 same tensors. Editing a batch equals editing its images one by one up to float32 rounding (the
@@ -51,7 +58,7 @@ from stylegan2_ada_pytorch.dnnlib import UserError
 from stylegan2_ada_pytorch.images import ImageEntry, SkipImage, list_images, read_image
 from gradstyle_plugin.attach import stage_modules
 from gradstyle_plugin.encoder import load_e4e_checkpoint
-from gradstyle_plugin.streams import apply_direction, editing_stream, reconstruction_stream
+from gradstyle_plugin.streams import _knobs, apply_direction, editing_stream, reconstruction_stream
 
 __all__ = ['Editor', 'Inversion', 'ImageEntry', 'load_editor', 'edit', 'list_images', 'read_image', 'load_images', 'to_tensor']
 
@@ -146,15 +153,15 @@ def _check_pair(G, E, network_pkl):
 def _features(table):
     return ', '.join(f'{s} [{c}]' for s, c in table.items())
 
-def load_editor(network_pkl, encoder=None, device=None, alpha0_shortcut=False):
+def load_editor(network_pkl, encoder=None, device=None, alpha0_shortcut=False, stages=None, gate_scale=None):
     """An Editor from a GradStyle snapshot, or from a plain generator plus an encoder (e4e-only path).
 
     `network_pkl`: a snapshot written by gradstyle-train (G_ema with GradStyle stages plus
     `encoder`), a pickle holding a `gradstyle` GradStyleNet, or any generator file the toolkit
     loader reads (NVIDIA/TF pickles, rosinality/e4e .pt). `encoder`: an e4e checkpoint (.pt) or a
     pickle holding an `encoder` (or `gradstyle`); it replaces the snapshot's encoder when given.
-    With a plain generator the Editor runs in 'e4e' mode (W+ editing, plain synthesis). Nothing
-    stored in the files is executed. Raises UserError (one line naming --network or --encoder).
+    With a plain generator the Editor runs in 'e4e' mode (W+ editing, plain synthesis). `stages`
+    and `gate_scale` are the per-stage knobs (see Editor). Nothing stored in the files is executed. Raises UserError (one line naming --network or --encoder).
 
     Example:
         >>> editor = load_editor('network-snapshot-000100.pkl')              # mode 'gradstyle'
@@ -170,7 +177,8 @@ def load_editor(network_pkl, encoder=None, device=None, alpha0_shortcut=False):
         raise UserError(f'--encoder: --network {network_pkl} holds {what}; pass --encoder (an e4e .pt checkpoint or a pickle '
             'with an "encoder") to edit with it')
     _check_pair(G, E, network_pkl)
-    return Editor(G.to(device).eval().requires_grad_(False), E.to(device).eval().requires_grad_(False), alpha0_shortcut=alpha0_shortcut)
+    return Editor(G.to(device).eval().requires_grad_(False), E.to(device).eval().requires_grad_(False), alpha0_shortcut=alpha0_shortcut,
+        stages=stages, gate_scale=gate_scale)
 
 #----------------------------------------------------------------------------
 # The editor.
@@ -188,7 +196,9 @@ class Editor:
     `mode` is 'gradstyle' (G has GradStyle stages) or 'e4e' (plain G). `resolution` is the image
     size the network takes and makes. `alpha0_shortcut`: return the reconstruction itself for an
     edit that leaves the codes unchanged (default False: run the editing stream, so sweeps are
-    continuous; see the module docstring).
+    continuous; see the module docstring). `stages` (names; only these GradStyle stages inject) and
+    `gate_scale` ({stage: s}: f~ = f + s * g * F) are the per-stage inference knobs, used by both
+    streams (UserError naming --stages / --gate-scale for a stage G does not have, or in e4e mode).
 
     Example:
         >>> editor = load_editor('snapshot.pkl', device='cpu')
@@ -197,13 +207,14 @@ class Editor:
         >>> out.img_edit[-3.0]                                    # [N, 3, R, R]
     """
 
-    def __init__(self, G, encoder, alpha0_shortcut=False):
+    def __init__(self, G, encoder, alpha0_shortcut=False, stages=None, gate_scale=None):
         self.G = G
         self.encoder = encoder
         self.alpha0_shortcut = bool(alpha0_shortcut)
         self.mode = 'gradstyle' if stage_modules(G) else 'e4e'
         self.resolution = int(G.img_resolution)
         self.device = next(G.parameters()).device
+        self.knobs = _check_knobs(G, self.mode, stages, gate_scale)
 
     def _as_images(self, images):
         if not isinstance(images, torch.Tensor):
@@ -222,7 +233,7 @@ class Editor:
         ws, features = self.encoder(img)
         if self.mode == 'e4e':
             return Inversion(ws=ws, img_rec=self.G.synthesis(ws, noise_mode=NOISE_MODE), residuals={})
-        img_rec, record = reconstruction_stream(self.G, ws, features, noise_mode=NOISE_MODE)
+        img_rec, record = reconstruction_stream(self.G, ws, features, noise_mode=NOISE_MODE, **self.knobs)
         return Inversion(ws=ws, img_rec=img_rec, residuals={s: r['F'] for s, r in record.items()})
 
     def reconstruct(self, images):
@@ -252,21 +263,54 @@ class Editor:
         """
         if self.mode == 'e4e':
             return {}
-        _img, record = editing_stream(self.G, inv.ws, inv.residuals, noise_mode=NOISE_MODE)
+        _img, record = editing_stream(self.G, inv.ws, inv.residuals, noise_mode=NOISE_MODE, **self.knobs)
         return {s: (record[s]['F'] - F).abs().flatten(1).sum(1) / F.abs().flatten(1).sum(1) for s, F in inv.residuals.items()}
 
+    @staticmethod
+    def shift(ws, direction, alpha):
+        """W+ codes [N, L, D] moved along one direction (a Direction or a bound tensor) by `alpha`."""
+        if isinstance(direction, ed.Direction):
+            return direction.apply(ws, float(alpha))
+        return apply_direction(ws, direction.to(ws.device), float(alpha))
+
+    def composite_codes(self, ws, edits):
+        """W+ codes edited by every (direction, alpha) of `edits` at once: ws + sum of shift(ws, d, a) - ws."""
+        edits = list(edits)
+        if len(edits) == 1:
+            return self.shift(ws, *edits[0])
+        return ws + sum(self.shift(ws, d, a) - ws for d, a in edits)
+
     @torch.no_grad()
+    def render(self, inv, ws_edit):
+        """img_edit [N, C, R, R] of edited codes: the editing stream on inv's residuals (plain synthesis in 'e4e' mode)."""
+        if torch.equal(ws_edit, inv.ws) and (self.alpha0_shortcut or self.mode == 'e4e'):
+            return inv.img_rec
+        if self.mode == 'e4e':
+            return self.G.synthesis(ws_edit, noise_mode=NOISE_MODE)
+        return editing_stream(self.G, ws_edit, inv.residuals, noise_mode=NOISE_MODE, **self.knobs)[0]
+
     def edit_codes(self, inv, direction, alpha):
         """(ws_edit, img_edit) for one alpha on an Inversion (inv.img_rec for unchanged codes with alpha0_shortcut)."""
-        if isinstance(direction, ed.Direction):
-            ws_edit = direction.apply(inv.ws, float(alpha))
-        else:
-            ws_edit = apply_direction(inv.ws, direction.to(inv.ws.device), float(alpha))
-        if torch.equal(ws_edit, inv.ws) and (self.alpha0_shortcut or self.mode == 'e4e'):
-            return inv.ws, inv.img_rec
-        if self.mode == 'e4e':
-            return ws_edit, self.G.synthesis(ws_edit, noise_mode=NOISE_MODE)
-        return ws_edit, editing_stream(self.G, ws_edit, inv.residuals, noise_mode=NOISE_MODE)[0]
+        ws_edit = self.shift(inv.ws, direction, alpha)
+        img = self.render(inv, ws_edit)
+        return (inv.ws if img is inv.img_rec else ws_edit), img
+
+    def composite_edit_codes(self, inv, edits):
+        """(ws_edit, img_edit) of several bound (direction, alpha) pairs applied in one pass (see composite_codes)."""
+        ws_edit = self.composite_codes(inv.ws, edits)
+        return ws_edit, self.render(inv, ws_edit)
+
+    def composite(self, images, edits, registry_dirs=None, force=False):
+        """Reconstruct once and apply several directions in one pass; returns an EasyDict(ws, img_rec, ws_edit, img_edit).
+
+        `edits`: {direction: alpha} or [(direction, alpha)], each direction a registry name, a
+        Direction or a tensor. Example: editor.composite(imgs, {'smile': 2, 'pose': -1.5}).img_edit
+        """
+        pairs = list(edits.items()) if isinstance(edits, dict) else list(edits)
+        bound = [(self.direction(d, registry_dirs, force), float(a)) for d, a in pairs]
+        inv = self.invert(images)
+        ws_edit, img_edit = self.composite_edit_codes(inv, bound)
+        return dnnlib.EasyDict(ws=inv.ws, img_rec=inv.img_rec, ws_edit=ws_edit, img_edit=img_edit)
 
     def edit(self, images, direction, alphas, registry_dirs=None, force=False):
         """Reconstruct once and edit along `direction` for each alpha; returns an EasyDict.
@@ -283,6 +327,22 @@ class Editor:
         return out
 
 #----------------------------------------------------------------------------
+
+def _check_knobs(G, mode, stages, gate_scale):
+    # {stages, gate_scale} for the streams (only those given); UserError naming the flag.
+    knobs = {k: v for k, v in dict(stages=stages, gate_scale=gate_scale).items() if v is not None}
+    for key in knobs:
+        flag = '--' + key.replace('_', '-')
+        if mode == 'e4e':
+            raise UserError(f'{flag}: the network has no GradStyle stages (e4e mode); per-stage knobs need a GradStyle snapshot')
+        try:
+            _knobs(G, **{key: knobs[key]})
+        except ValueError as err:
+            raise UserError(f'{flag}: {str(err).partition(": ")[2]}')
+    off = sorted(set(knobs.get('gate_scale', {})) - set(knobs.get('stages', knobs.get('gate_scale', {}))))
+    if off:
+        raise UserError(f'--gate-scale: {", ".join(off)} switched off by --stages {",".join(knobs["stages"])}; its scale would do nothing')
+    return knobs
 
 def edit(images, network, direction, alpha, encoder=None, registry_dirs=None, force=False, device=None):
     """Edit images in one call: returns the edited images [N, 3, R, R] in about [-1, 1].

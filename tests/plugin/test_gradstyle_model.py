@@ -2,7 +2,6 @@
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 
@@ -100,34 +99,8 @@ def test_without_detach_the_editing_loss_does_reach_the_grm():
     out.img_edit.square().mean().backward()
     assert any(p.grad is not None and float(p.grad.abs().max()) > 0 for p in attach.grm_parameters(G))
 
-@pytest.mark.slow
-def test_gam_fits_identity_alignment_at_alpha_zero(size_scale):
-    # With alpha = 0 and no transform the edited features equal the reconstruction's, so the
-    # Aligner can learn to put each residual back where it was: F' -> F. (Trimmed: 100 steps.)
-    _G0, G, E, img = _tiny_setup(seed=2)
-    for stage in attach.stage_modules(G).values():
-        _perturb(stage.grm, scale=0.2, seed=11)
-    with torch.no_grad():
-        out = streams.run_streams(G, E, img, edit=False)
-    residuals = {s: F.detach() for s, F in out.residuals.items()}
-    params = attach.gam_parameters(G)
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr=1e-2)
-    def rel_errors():
-        _img, rec = streams.editing_stream(G, out.ws, residuals)
-        return {s: (rec[s]['F'] - residuals[s]).abs().mean() / residuals[s].abs().mean() for s in residuals}
-    with torch.no_grad():
-        before = {s: float(e) for s, e in rel_errors().items()}
-    for _ in range(int(400 * size_scale)):
-        opt.zero_grad()
-        sum(rel_errors().values()).backward()
-        opt.step()
-    with torch.no_grad():
-        after = {s: float(e) for s, e in rel_errors().items()}
-    print('relative L1 |F\' - F| / |F| per stage, before -> after:', {s: f'{before[s]:.3f} -> {after[s]:.3f}' for s in after})
-    assert all(after[s] < 0.85 * before[s] for s in after)
-    assert np.mean(list(after.values())) < 0.7 * np.mean(list(before.values()))
+# The GAM's identity on unwarped residuals and its alignment of warped ones are tested against doing
+# nothing (F^ itself) in test_gradstyle_loss.py.
 
 def test_stage_keeps_fp16_dtype_and_checks_inputs():
     stage = GradStyleStage(16, 8, grm_kwargs=dict(hidden_channels=8, num_blocks=1),

@@ -44,7 +44,9 @@ def test_composite_edit_equals_the_summed_offset(editor, tmp_path):
     ws[:, 0:4] += -1.5 * pose.vector[:, None, :]
     expected = streams.editing_stream(G, ws, inv.residuals)[0]
     assert torch.allclose(out.ws_edit, ws, rtol=0, atol=1e-6)
-    assert torch.allclose(out.img_edit, expected, rtol=0, atol=1e-5) and torch.equal(out.img_rec, inv.img_rec)
+    # The codes agree to float32 rounding (the offsets are summed in another order); through the generator a
+    # 1e-7 code difference becomes ~4e-5 in the image with 2 threads, far below the 1e-3 that tells edits apart.
+    assert torch.allclose(out.img_edit, expected, rtol=0, atol=2e-4) and torch.equal(out.img_rec, inv.img_rec)
     # Not one of the two edits alone.
     for d, a in [(smile, 2.0), (pose, -1.5)]:
         assert (editor.edit(img, d, [a]).img_edit[a] - out.img_edit).abs().max() > 1e-3

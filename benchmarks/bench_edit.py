@@ -6,7 +6,8 @@ Usage:
     python benchmarks/bench_edit.py [--configs 256,1024] [--reps 2] [--presets fast,paper]
 
 Random weights; batch 1; noise_mode='const'; timings are medians over --reps after one warm-up,
-all measured in this run. Goal: `fast` <= 1.25x at 256 and 1024. `paper` (c-wide GRM and gate,
+all measured in this run, the reps of every variant interleaved (a change in machine load then
+affects every ratio alike). Goal: `fast` <= 1.25x at 256 and 1024. `paper` (c-wide GRM and gate,
 K = c = 512) is measured and reported; it has no speed goal (its widths follow the paper's
 reading, not a budget). The parameter counts per stage are printed next to the times.
 """
@@ -33,14 +34,18 @@ def build_base(res):
     E = dnnlib.util.construct_class_by_name(**encoder_module.e4e_encoder_kwargs(num_ws=G0.num_ws)).eval().requires_grad_(False)
     return G0, E
 
-def median_time(fn, reps):
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
+def interleaved_medians(fns, reps):
+    """{name: median seconds} of each callable, after one warm-up each; the reps run in turn (base, fast,
+    paper, base, ...) so that a change in machine load affects every ratio alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    times = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 def stage_params(G):
     stage = next(iter(attach.stage_modules(G).values()))
@@ -56,14 +61,16 @@ def measure(res, presets, reps):
         ws, _feats = E(img)
         G0.synthesis(ws, noise_mode='const')
         G0.synthesis(ws + direction, noise_mode='const')
-    t_base = median_time(e4e_edit, reps)
+    nets = {preset: attach.attach(G0, preset=preset) for preset in presets}
+    fns = dict(base=e4e_edit, **{preset: functools.partial(streams.run_streams, G, E, img, direction=direction, alpha=1.0)
+        for preset, G in nets.items()})
+    times = interleaved_medians(fns, reps)
+    t_base = times['base']
     print(f'{res:5d} px: encode + 2 syntheses {t_base:6.2f} s')
-    for preset in presets:
-        G = attach.attach(G0, preset=preset)
-        t_gs = median_time(functools.partial(streams.run_streams, G, E, img, direction=direction, alpha=1.0), reps)
+    for preset, G in nets.items():
+        t_gs = times[preset]
         goal = f'goal <= {GOALS[preset]:.2f}x: {"met" if t_gs / t_base <= GOALS[preset] else "MISSED"}' if preset in GOALS else 'no goal'
         print(f'{"":9s}{preset:6s} GradStyle edit {t_gs:6.2f} s, ratio {t_gs / t_base:5.2f}x ({goal}); {stage_params(G)}')
-        del G
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

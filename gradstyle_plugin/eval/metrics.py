@@ -119,13 +119,13 @@ def cosine(a, b):
 #----------------------------------------------------------------------------
 # FID / KID of a set of reconstructions against their sources (the toolkit's implementations).
 
-def fid_kid(real_features, gen_features, seed=0):
+def fid_kid(real_features, gen_features, seed=0, kid_subsets=100):
     """{'fid', 'kid'} between two [N, F] feature arrays; None for a metric that needs more images (N < 2)."""
     from stylegan2_ada_pytorch.metrics import frechet, kernel
     real, gen = np.asarray(real_features, np.float64), np.asarray(gen_features, np.float64)
     if min(len(real), len(gen)) < 2:
         return dict(fid=None, kid=None)
-    return dict(fid=frechet.fid_from_features(real, gen), kid=kernel.kid_from_features(real, gen, num_subsets=100, seed=seed))
+    return dict(fid=frechet.fid_from_features(real, gen), kid=kernel.kid_from_features(real, gen, num_subsets=kid_subsets, seed=seed))
 
 #----------------------------------------------------------------------------
 

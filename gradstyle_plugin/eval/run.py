@@ -4,7 +4,7 @@ method's per-image scores saved under <outdir>/state/ when it finishes (what --r
 Per image and method: Table 1 scores of the reconstruction, the GAM's identity error at alpha 0, and
 per direction and alpha the edit ID (source vs edit), the attribute change (classifier), e4e's LEC,
 plus the sweep smoothness per direction. Timing covers the method's own work (inversion and edits),
-not the scoring.
+not the scoring, after one untimed warm-up pass per method.
 
 Shape letters: N batch, L num_ws, D w_dim, C channels, R resolution.
 """
@@ -133,6 +133,18 @@ def _peak_memory(device):
         return dict(peak_mb=torch.cuda.max_memory_allocated(device) / 2 ** 20, kind='torch.cuda.max_memory_allocated during the method')
     return dict(peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, kind='process peak RSS so far (CPU; not per method)')
 
+@torch.no_grad()
+def _warm_up(method, entry, directions, alphas):
+    # One untimed pass on the first image, so one-time costs (extension builds, first-call allocations) do not land
+    # on the method that happens to run first. Skipped for `project` (it would be a whole projection).
+    if method.spec.optimise:
+        return
+    G = method.G
+    img = gse.to_tensor([read_image(entry, G.img_resolution, G.img_channels)[0]], next(G.parameters()).device)
+    inv = method.invert(img)
+    for d in directions[:1]:
+        method.render(inv, gse.Editor.shift(inv.ws, d, alphas[d.name][-1]))
+
 def run_method(c, name, nets, scorer, entries, directions, alphas, progress=None):
     """{'method', 'images', 'cost', 'fid_features'} of one method, and its sample grid rows (uint8 cells)."""
     G, E, device = nets
@@ -140,6 +152,7 @@ def run_method(c, name, nets, scorer, entries, directions, alphas, progress=None
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(c.seed)
+    _warm_up(method, entries[0], directions, alphas)
     records, seconds, grid, feats, real = [], 0.0, [], [], []
     for names, u8 in batches(entries, c.batch, G.img_resolution, G.img_channels):
         recs, sec, rec_u8, cells = score_batch(method, scorer, directions, alphas, names, u8)

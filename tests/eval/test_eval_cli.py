@@ -197,3 +197,28 @@ def test_usage_errors_name_the_flag(env, change, message):
     with pytest.raises(dnnlib.UserError, match=message.replace('(', r'\(')):
         setup_eval_config(**kwargs)
     assert not os.path.exists(env.root / 'x')
+
+@pytest.mark.integration
+def test_unscored_images_are_named_not_dropped(env, monkeypatch, tmp_path):
+    # An embedding that comes out NaN for one image (as a broken ID network would): its ID is listed as
+    # unscored, the mean is over the other images, and the command exits 1 naming it.
+    from gradstyle_plugin.eval import scoring
+    real_embed = scoring.Scorer.embed
+    def embed(self, x01):
+        out = real_embed(self, x01)
+        if out is not None and x01.shape[0] == 4:       # the first batch: img0..img3; poison img1
+            out[1] = float('nan')
+        return out
+    monkeypatch.setattr(scoring.Scorer, 'embed', embed)
+    result = CliRunner().invoke(eval_cli.main, ['--network', env.snap, '--data', env.held, '--outdir', str(tmp_path), '--methods', 'e4e',
+        '--classifier', env.clf, '--batch', '4'])
+    assert result.exit_code == 1 and 'img1.png (e4e: id)' in result.stderr, result.output
+    report = json.load(open(tmp_path / 'report.json'))
+    assert report['methods']['e4e']['unscored'] == [dict(image='img1.png', metric='id')]
+    monkeypatch.setattr(scoring.Scorer, 'embed', real_embed)
+    clean = evaluate(env.snap, env.held, methods=['e4e'], classifier=env.clf, batch=4, log=lambda s: None)
+    per_image = [r for r in json.load(open(tmp_path / 'state' / 'e4e.json'))['images']]
+    assert per_image[1]['id'] is None and per_image[0]['id'] is not None
+    ids = [r['id'] for r in per_image if r['id'] is not None]
+    assert report['methods']['e4e']['table1']['id'] == pytest.approx(float(np.mean(ids)), rel=1e-6)
+    assert clean['methods']['e4e']['table1']['id'] != report['methods']['e4e']['table1']['id']

@@ -105,7 +105,7 @@ def score_batch(method, scorer, directions, alphas, names, u8):
     ident = {s: as_list(v, len(names)) for s, v in method.identity_error(inv).items()}
     per_dir, smooth = {}, {}
     for d in directions:
-        src_attr = scorer.attribute_score(src, d.name)
+        rec_attr = scorer.attribute_score(rec01, d.name)     # the edit's own starting point (see config.OURS['attr_change'])
         cells, imgs = {}, []
         for a in alphas[d.name]:
             ws_edit, img_edit = edits[d.name, a]
@@ -114,7 +114,7 @@ def score_batch(method, scorer, directions, alphas, names, u8):
             emb = scorer.embed(e01)
             attr = scorer.attribute_score(e01, d.name)
             cells[a] = dict(id=as_list(metrics.cosine(emb, src_embed) if emb is not None else None, len(names)),
-                attr=as_list(attr - src_attr if attr is not None else None, len(names)), lec=as_list(_lec(method, inv, ws_edit, img_edit).cpu(), len(names)))
+                attr=as_list(attr - rec_attr if attr is not None else None, len(names)), lec=as_list(_lec(method, inv, ws_edit, img_edit).cpu(), len(names)))
         per_dir[d.name] = cells
         smooth[d.name] = as_list(_smoothness(imgs), len(names))
     records = []

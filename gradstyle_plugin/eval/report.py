@@ -79,6 +79,8 @@ def markdown(report):
         '## Table 1: reconstruction', '']
     lines += _table(['Method'] + [f'{t}({a})' for _m, t, a in TABLE1], [[n] + [_fmt(m['table1'].get(k)) for k, _t, _a in TABLE1]
         for n, m in methods.items()])
+    lines += ['', f'FID/KID: reconstructions vs their {p["num_images"]} sources, {p["metrics"]["fid_features"]["kind"]}; '
+        'both are biased and noisy below a few thousand images (KID can come out negative), compare them only at equal counts.']
     dirs = p['directions']
     if dirs:
         lines += ['', '## Table 2: edit ID (source vs edit; (+) adds the attribute, (-) removes it)', '']

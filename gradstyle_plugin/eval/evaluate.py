@@ -42,13 +42,13 @@ def _versions():
             out[pkg] = None
     return out
 
-def protocol(c, editor, entries, skipped, directions, alphas, scorer, methods):
+def protocol(c, editor, entries, inputs, directions, alphas, scorer, methods):
     """The protocol block of report.json: everything needed to reproduce and compare the numbers."""
     return dict(network=dict(file=c.network_pkl, sha256=dnnlib.util.file_sha256(c.network_pkl), mode=editor.mode),
         encoder=dict(file=c.encoder, sha256=dnnlib.util.file_sha256(c.encoder)) if c.encoder else None,
         resolution=editor.resolution, channels=int(editor.G.img_channels), noise_mode=gse.NOISE_MODE,
         data=c.data, images=[e.name for e in entries], num_images=len(entries), num_listed=c.num_listed,
-        max_images=c.max_images, skipped=skipped, ignored_files=c.ignored, metrics=dict(metrics.protocol_record(), **scorer.record),
+        max_images=c.max_images, skipped=inputs[0], converted=inputs[1], ignored_files=c.ignored, metrics=dict(metrics.protocol_record(), **scorer.record),
         directions=[dict(name=d.name, group=d.group, kind=d.kind, space=d.space, layers=list(d.layers), default_alpha=d.default_alpha,
             fingerprint=d.fingerprint, matches_network=d.matches(editor.G), alphas=alphas[d.name]) for d in directions],
         methods=methods, method_definitions={m: SPECS[m].text for m in methods}, seed=c.seed, batch=c.batch, device=c.device,
@@ -58,7 +58,7 @@ def _setup(c, log):
     torch.manual_seed(c.seed)
     editor = gse.load_editor(c.network_pkl, encoder=c.encoder, device=c.device)
     methods = parse_methods(c.methods, editor.mode == 'gradstyle')
-    entries, skipped = run.read_inputs(c, editor.resolution, editor.G.img_channels)
+    entries, skipped, converted = run.read_inputs(c, editor.resolution, editor.G.img_channels)
     for s in skipped:
         log(f'{s["image"]}: skipped: {s["reason"]}')
     if not entries:
@@ -70,15 +70,15 @@ def _setup(c, log):
         log('warning: no --lpips-weights: LPIPS is not reported (and project optimises MSE only)')
     if scorer.id_source is None:
         log('warning: neither --id-weights nor --classifier: ID and edit ID are not reported')
-    return editor, methods, entries, skipped, directions, alphas, scorer
+    return editor, methods, entries, (skipped, converted), directions, alphas, scorer
 
 def run_eval(c, log=print, progress=None, start=None):
     """Run the evaluation of config `c` (setup_eval_config); writes the report files when c.outdir is set; returns the dict.
 
     `progress(n)` is called after each batch of each method; `start(total)` once with the number of steps.
     """
-    editor, methods, entries, skipped, directions, alphas, scorer = _setup(c, log)
-    proto = protocol(c, editor, entries, skipped, directions, alphas, scorer, methods)
+    editor, methods, entries, inputs, directions, alphas, scorer = _setup(c, log)
+    proto = protocol(c, editor, entries, inputs, directions, alphas, scorer, methods)
     fp = run.fingerprint(c, {k: v for k, v in proto.items() if k not in ('versions', 'methods', 'method_definitions')})
     states = {m: (run.load_state(c, m, fp) if c.outdir else None) for m in methods}
     todo = [m for m in methods if states[m] is None]

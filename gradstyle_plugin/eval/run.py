@@ -34,17 +34,22 @@ STATE_DIR = 'state'
 # Inputs.
 
 def read_inputs(c, resolution, channels):
-    """(readable [(name, entry)], skipped [{'image', 'reason'}]) of --data, in sorted order, at most --max-images listed."""
+    """(readable entries, skipped [{'image', 'reason'}], converted [{'image', 'notes'}]) of --data, sorted, at most --max-images.
+
+    `converted` names every image that was not used as stored (mode conversion, centre crop, resize; see images.read_image).
+    """
     entries, _ignored = list_images(c.data, flag='--data')
     entries = entries[:c.max_images] if c.max_images else entries
-    ok, skipped = [], []
+    ok, skipped, converted = [], [], []
     for entry in entries:
         try:
-            read_image(entry, resolution, channels)
+            notes = read_image(entry, resolution, channels)[1]
             ok.append(entry)
+            if notes:
+                converted.append(dict(image=entry.name, notes=notes))
         except SkipImage as err:
             skipped.append(dict(image=entry.name, reason=str(err)))
-    return ok, skipped
+    return ok, skipped, converted
 
 def batches(entries, batch, resolution, channels):
     """Yield (names, uint8 [N, R, R, C]) batches (files re-read per method, so memory stays at one batch)."""

@@ -114,7 +114,7 @@ def test_all_methods_one_invocation(env, cli_run):
     assert list(report['methods']) == METHODS
     assert p['images'] == [f'img{i}.png' for i in range(6)] and p['num_images'] == 6
     assert [s['image'] for s in p['skipped']] == ['broken.png'] and 'cannot read' in p['skipped'][0]['reason']
-    assert p['ignored_files'] == ['notes.txt']
+    assert p['ignored_files'] == ['notes.txt'] and p['converted'] == []
     assert p['network']['sha256'] == dnnlib.util.file_sha256(env.snap) and p['resolution'] == 32 and p['seed'] == 0
     assert p['metrics']['id']['source'] == 'classifier features' and p['metrics']['id']['sha256'] == dnnlib.util.file_sha256(env.clf)
     assert p['metrics']['lpips']['weights'] == 'random' and p['metrics']['psnr_range'] == [0.0, 1.0]
@@ -198,7 +198,8 @@ def test_python_api_returns_the_report(env, cli_run):
     report = evaluate(env.snap, env.held, methods=['e4e', 'gradstyle'], classifier=env.clf, lpips_weights='random', batch=4, log=lambda s: None)
     cli = json.load(open(out / 'report.json'))
     for name in ['e4e', 'gradstyle']:
-        assert report['methods'][name]['table1']['ssim'] == cli['methods'][name]['table1']['ssim']
+        assert report['methods'][name]['table1'] == cli['methods'][name]['table1']
+        assert report['methods'][name]['cost']['parameters'] == cli['methods'][name]['cost']['parameters']
     assert report['plot'] is None and list(report['methods']) == ['e4e', 'gradstyle']
 
 @pytest.mark.parametrize('change, message', [
@@ -239,3 +240,11 @@ def test_unscored_images_are_named_not_dropped(env, monkeypatch, tmp_path):
     ids = [r['id'] for r in per_image if r['id'] is not None]
     assert report['methods']['e4e']['table1']['id'] == pytest.approx(float(np.mean(ids)), rel=1e-6)
     assert clean['methods']['e4e']['table1']['id'] != report['methods']['e4e']['table1']['id']
+
+def test_dry_run_prints_the_config(env, tmp_path):
+    out = tmp_path / 'dry'
+    result = CliRunner().invoke(eval_cli.main, _args(env, out, '--dry-run', '--methods', 'e4e,gradstyle'))
+    assert result.exit_code == 0, result.output
+    config = json.loads(result.stdout)
+    assert config['methods'] == ['e4e', 'gradstyle'] and config['alphas'] == [-2.0, 0.0, 2.0] and config['project_steps'] == 10
+    assert not out.exists()

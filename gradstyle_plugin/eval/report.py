@@ -130,9 +130,13 @@ def write_plot(path, report):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
-    for n, x, y in points:
+    groups = {}
+    for n, x, y in points:      # methods at the same point (e.g. grm = no-gam) share one marker and label
+        groups.setdefault((f'{x:.6g}', f'{y:.6g}'), []).append((n, x, y))
+    for i, members in enumerate(groups.values()):
+        _n, x, y = members[0]
         ax.scatter([x], [y])
-        ax.annotate(n, (x, y), textcoords='offset points', xytext=(4, 4), fontsize=8)
+        ax.annotate(' = '.join(n for n, _x, _y in members), (x, y), textcoords='offset points', xytext=(4, 4 + 9 * (i % 3)), fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title('Distortion vs editability')

@@ -41,7 +41,8 @@ def _run(fn, *args, **kwargs):
 @click.option('--registry', 'registries', help='Extra direction registry folder to search first (repeatable)', multiple=True, metavar='DIR')
 @click.option('--alpha',            help=f'Alphas for every direction: a list -3,0,3 or a sweep START:STOP:COUNT  [default: {SWEEP_COUNT} values from -a to a, a = the direction\'s default strength (ours)]', metavar='ALPHAS')
 @click.option('--max-images',       help='Score only the first N images (sorted names; the paper: the first 1000 of CelebA-HQ)', type=int, metavar='N')
-@click.option('--lpips-weights',    help='torchvision vgg16 state_dict for LPIPS-VGG (local file; "random" for tests)  [default: LPIPS off]', metavar='FILE')
+@click.option('--lpips-weights',    help='torchvision vgg16 or alexnet state_dict for LPIPS (local file; "random" for tests)  [default: LPIPS off]', metavar='FILE')
+@click.option('--lpips-net',        help='LPIPS backbone; auto = from the --lpips-weights file (VGG for "random")', type=click.Choice(['auto', 'vgg', 'alex']), default='auto', show_default=True)
 @click.option('--id-weights',       help='ArcFace IR-SE-50 (model_ir_se50.pth) or MoCo-v2 ResNet-50 checkpoint for ID  [default: the --classifier features, else off]', metavar='FILE')
 @click.option('--id-domain',        help='Kind of --id-weights', type=click.Choice(['auto', 'face', 'moco']), default='auto', show_default=True)
 @click.option('--classifier',       help='gradstyle-classifier/1 file: attribute change of edits (directions named like its attributes), and ID features when no --id-weights', metavar='FILE')
@@ -57,7 +58,7 @@ def _run(fn, *args, **kwargs):
 @click.option('--alpha-id-floor',   help='Edit-ID floor of --record-alpha-range (ours)', type=float, default=ALPHA_ID_FLOOR, show_default=True, metavar='FLOAT')
 @click.option('--force',            help='Use directions made for another generator', is_flag=True)
 @click.option('--dry-run', '-n',    help='Print the resolved options as JSON and exit', is_flag=True)
-def main(network_pkl, data, outdir, encoder, methods, directions, registries, alpha, max_images, lpips_weights, id_weights, id_domain,
+def main(network_pkl, data, outdir, encoder, methods, directions, registries, alpha, max_images, lpips_weights, lpips_net, id_weights, id_domain,
          classifier, inception_weights, project_steps, project_lr, grid_images, batch, device, seed, resume, record_alpha_range,
          alpha_id_floor, force, dry_run):
     """Evaluate GradStyle, e4e, the ablations and a W+ projection on the same images.
@@ -70,7 +71,7 @@ def main(network_pkl, data, outdir, encoder, methods, directions, registries, al
     Exit status: 0 all images scored, 1 some skipped or unscored (listed in report.json), 2 usage error.
     """
     c = _run(setup_eval_config, network_pkl, data, outdir=outdir, encoder=encoder, methods=methods, directions=directions,
-        registries=registries, alpha=alpha, batch=batch, device=device, seed=seed, max_images=max_images, lpips_weights=lpips_weights,
+        registries=registries, alpha=alpha, batch=batch, device=device, seed=seed, max_images=max_images, lpips_weights=lpips_weights, lpips_net=lpips_net,
         id_weights=id_weights, id_domain=id_domain, classifier=classifier, inception_weights=inception_weights,
         project_steps=project_steps, project_lr=project_lr, grid_images=grid_images, resume=resume,
         record_alpha_range=record_alpha_range, alpha_id_floor=alpha_id_floor, force=force)

@@ -45,7 +45,7 @@ def _method_names(methods):
     return names
 
 def setup_eval_config(network_pkl, data, outdir=None, encoder=None, methods=(), directions=(), registries=(), alpha=None,
-                      batch=8, device=None, seed=0, max_images=None, lpips_weights=None, id_weights=None, id_domain='auto',
+                      batch=8, device=None, seed=0, max_images=None, lpips_weights=None, lpips_net='auto', id_weights=None, id_domain='auto',
                       classifier=None, inception_weights=None, project_steps=PROJECT_STEPS, project_lr=PROJECT_LR,
                       grid_images=GRID_IMAGES, resume=False, record_alpha_range=False, alpha_id_floor=ALPHA_ID_FLOOR, force=False):
     """Validated options as an EasyDict (JSON-serialisable). UserError naming the flag on bad input."""
@@ -62,6 +62,8 @@ def setup_eval_config(network_pkl, data, outdir=None, encoder=None, methods=(), 
                              (grid_images, '--grid-images', 0)]:
         if value is not None and int(value) < low:
             raise UserError(f'{flag}: must be at least {low}, got {value}')
+    if lpips_net not in ('auto', 'vgg', 'alex'):
+        raise UserError(f'--lpips-net: one of auto, vgg, alex; got {lpips_net!r}')
     if id_domain not in ('auto', 'face', 'moco'):
         raise UserError(f'--id-domain: one of auto, face, moco; got {id_domain!r}')
     if record_alpha_range and not directions:
@@ -72,7 +74,7 @@ def setup_eval_config(network_pkl, data, outdir=None, encoder=None, methods=(), 
         encoder=_need_file(encoder, '--encoder'), methods=_method_names(methods), directions=list(directions),
         registries=[os.path.abspath(os.path.expanduser(r)) for r in registries], alphas=None if alpha is None else parse_alphas(alpha),
         batch=int(batch), device=device or 'cpu', seed=int(seed), max_images=None if max_images is None else int(max_images),
-        lpips_weights=_need_file(lpips_weights, '--lpips-weights', special=('random',)), id_weights=_need_file(id_weights, '--id-weights'),
+        lpips_weights=_need_file(lpips_weights, '--lpips-weights', special=('random',)), lpips_net=lpips_net, id_weights=_need_file(id_weights, '--id-weights'),
         id_domain=id_domain, classifier=_need_file(classifier, '--classifier'), inception_weights=_need_file(inception_weights, '--inception-weights'),
         project_steps=int(project_steps), project_lr=float(project_lr), grid_images=int(grid_images), resume=bool(resume),
         record_alpha_range=bool(record_alpha_range), alpha_id_floor=float(alpha_id_floor), force=bool(force),

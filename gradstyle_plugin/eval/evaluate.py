@@ -143,7 +143,7 @@ def evaluate(network, data, outdir=None, log=print, **options):
     """Evaluate a snapshot on a folder / zip of images; returns report.json's dict (files written when `outdir` is given).
 
     `options` are setup_eval_config()'s: methods, directions, registries, alpha, batch, device, seed, max_images,
-    lpips_weights, id_weights, id_domain, classifier, inception_weights, project_steps, project_lr, grid_images,
+    lpips_weights, lpips_net, id_weights, id_domain, classifier, inception_weights, project_steps, project_lr, grid_images,
     resume, record_alpha_range, alpha_id_floor, encoder, force.
     """
     c = setup_eval_config(network, data, outdir=outdir, **options)

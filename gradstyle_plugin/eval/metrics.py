@@ -11,7 +11,8 @@ the toolkit writes PNGs), at the network resolution, per image:
              map without its 5 px border (skimage's definition; torchmetrics' map, cropped here)
     MS-SSIM  Wang et al. 2003, 5 scales with the paper's betas, negative terms clipped to 0 (torchmetrics' 'relu');
              only where the image side exceeds (11 - 1) * 2^4 = 160 px, else None (the size does not allow it)
-    LPIPS    Zhang et al. 2018 v0.1 through the lpips package, on [-1, 1] (grayscale repeated to RGB)
+    LPIPS    Zhang et al. 2018 v0.1 through the lpips package, VGG16 or AlexNet trunk (recorded), on [-1, 1]
+             (grayscale repeated to RGB)
     ID       cosine of unit-norm embeddings (ArcFace IR-SE-50 / MoCo-v2 through perceptual.IDLoss, or the
              features of an attribute classifier, see classifier.py)
 

@@ -72,10 +72,15 @@ def _table(header, rows):
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     return lines + ['| ' + ' | '.join(row) + ' |' for row in rows]
 
+def _lpips_text(p):
+    rec = p['metrics']['lpips']
+    return 'off' if rec is None else f'{rec["backbone"]} v{rec["version"]} ({"random backbone" if rec["weights"] == "random" else "weights sha256 " + rec["sha256"][:12]})'
+
 def markdown(report):
     p, methods = report['protocol'], report['methods']
     lines = ['# gradstyle-eval report', '', f'Network `{p["network"]["file"]}` ({p["resolution"]}x{p["resolution"]}, '
-        f'{p["num_images"]} images scored, {len(p["skipped"])} skipped); metrics at the network resolution on uint8 images.', '',
+        f'{p["num_images"]} images scored, {len(p["skipped"])} skipped); metrics at the network resolution on uint8 images; '
+        f'LPIPS: {_lpips_text(p)}; ID: {(p["metrics"]["id"] or {}).get("network") or (p["metrics"]["id"] or {}).get("source", "off")}.', '',
         '## Table 1: reconstruction', '']
     lines += _table(['Method'] + [f'{t}({a})' for _m, t, a in TABLE1], [[n] + [_fmt(m['table1'].get(k)) for k, _t, _a in TABLE1]
         for n, m in methods.items()])

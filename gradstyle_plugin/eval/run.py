@@ -178,7 +178,7 @@ def run_method(c, name, nets, scorer, entries, directions, alphas, progress=None
 
 def fingerprint(c, protocol):
     """sha256 of everything that decides the numbers (the network, images, directions, alphas, metric files, options)."""
-    keys = ['encoder', 'seed', 'lpips_weights', 'id_weights', 'id_domain', 'classifier', 'inception_weights', 'project_steps',
+    keys = ['encoder', 'seed', 'lpips_weights', 'lpips_net', 'id_weights', 'id_domain', 'classifier', 'inception_weights', 'project_steps',
         'project_lr', 'grid_images', 'batch']
     data = dict({k: c[k] for k in keys}, protocol=protocol)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()

@@ -23,6 +23,21 @@ THUMB = 32                  # px: thumbnails for the pixel-PCA FID/KID features 
 def _sha(path):
     return None if path in (None, 'random') else dnnlib.util.file_sha256(path)
 
+def lpips_backbone(weights, choice='auto'):
+    """'vgg' or 'alex': `choice`, or with 'auto' told from the file's keys (VGG16 has features.28, AlexNet stops at features.10)."""
+    if choice != 'auto' or weights in (None, 'random'):
+        return 'vgg' if choice == 'auto' else choice
+    try:
+        state = torch.load(weights, map_location='cpu', weights_only=True, mmap=True)
+    except Exception as err:     # noqa: BLE001 - any unreadable file is one user-facing line
+        raise UserError(f'--lpips-weights: {weights}: cannot read ({str(err).splitlines()[0] if str(err) else type(err).__name__})')
+    keys = set(state.get('state_dict', state)) if isinstance(state, dict) else set()
+    if 'features.28.weight' in keys:
+        return 'vgg'
+    if 'features.10.weight' in keys:
+        return 'alex'
+    raise UserError(f'--lpips-weights: {weights} is neither a torchvision vgg16 nor an alexnet state_dict (no features.28 / features.10 weights)')
+
 class Scorer:
     """Builds the metric networks from local files only (flags named in errors); in memory, never pickled."""
 
@@ -31,9 +46,10 @@ class Scorer:
         from gradstyle_plugin.eval.classifier import load_classifier
         self.device = device
         self.lpips_net = None
+        self.lpips_backbone = lpips_backbone(c.lpips_weights, c.get('lpips_net', 'auto'))
         if c.lpips_weights is not None:
             try:
-                self.lpips_net = perceptual.build_lpips(c.lpips_weights).to(device)
+                self.lpips_net = perceptual.build_lpips(c.lpips_weights, backbone=self.lpips_backbone).to(device)
             except ValueError as err:
                 raise UserError(str(err) if str(err).startswith('--') else f'--lpips-weights: {err}')
         self.classifier = load_classifier(c.classifier, device=device) if c.classifier else None
@@ -50,7 +66,7 @@ class Scorer:
             self.inception = InceptionFeatures(c.inception_weights, device)
         self.num_channels = num_channels
         self.record = dict(
-            lpips=dict(backbone='vgg16', version='0.1', weights=c.lpips_weights, sha256=_sha(c.lpips_weights)) if self.lpips_net else None,
+            lpips=dict(backbone=self.lpips_backbone, version='0.1', resolution='network resolution', weights=c.lpips_weights, sha256=_sha(c.lpips_weights)) if self.lpips_net else None,
             id=self._id_record(c), classifier=dict(file=c.classifier, sha256=_sha(c.classifier), attributes=self.classifier.attributes,
                 class_names=self.classifier.class_names) if self.classifier else None,
             fid_features=dict(kind='inception-v3 pool (torchvision)', weights=c.inception_weights, sha256=_sha(c.inception_weights))

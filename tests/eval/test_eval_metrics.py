@@ -94,7 +94,19 @@ def test_ms_ssim_matches_numpy_and_needs_the_size():
     small = _pairs(160)
     assert metrics.ms_ssim(*small) is None
 
-def _lpips_np(net, x, y):
+def _alex_feats(net, h):
+    # AlexNet trunk by hand: conv 11/4 p2, relu, pool 3/2, conv 5 p2, relu, pool 3/2, conv 3 p1 x3 with relus; taps after each relu.
+    convs = [m for m in net.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    conv = lambda z, k: torch.relu(torch.nn.functional.conv2d(z, convs[k].weight.double(), convs[k].bias.double(),
+        stride=[4, 1, 1, 1, 1][k], padding=[2, 2, 1, 1, 1][k]))
+    out = [conv(h, 0)]
+    out.append(conv(torch.nn.functional.max_pool2d(out[-1], 3, 2), 1))
+    out.append(conv(torch.nn.functional.max_pool2d(out[-1], 3, 2), 2))
+    out.append(conv(out[-1], 3))
+    out.append(conv(out[-1], 4))
+    return out
+
+def _lpips_np(net, x, y, alex=False):
     # LPIPS v0.1 by hand in float64: scale, VGG16 relu1_2 ... relu5_3, unit-normalise channels, squared
     # difference, the calibrated 1x1 weights, spatial mean, sum over the 5 layers.
     shift = torch.tensor([-.030, -.088, -.188], dtype=torch.float64).view(1, 3, 1, 1)
@@ -104,6 +116,8 @@ def _lpips_np(net, x, y):
     lins = [lin.model[-1].weight.double() for lin in net.lins]
     def feats(img):
         h = ((img.double() * 2 - 1) - shift) / scale
+        if alex:
+            return _alex_feats(net, h)
         out, k = [], 0
         for block, n in enumerate(plan):
             if block:
@@ -146,3 +160,16 @@ def test_cosine_and_fid_kid():
     kid_diff, kid_same = metrics.fid_kid(real[:200], gen[:200])["kid"], metrics.fid_kid(real[:200], real[200:400])["kid"]
     assert kid_diff > 10 and abs(kid_same) < 0.01 * kid_diff
     assert metrics.fid_kid(real[:1], gen[:1]) == dict(fid=None, kid=None)
+
+def test_lpips_alexnet_matches_a_hand_forward(tmp_path):
+    import torchvision
+    from gradstyle_plugin.eval.scoring import lpips_backbone
+    torch.manual_seed(1)
+    path = str(tmp_path / 'alexnet.pth')
+    torch.save(torchvision.models.alexnet().state_dict(), path)
+    assert lpips_backbone(path) == 'alex' and lpips_backbone('random') == 'vgg'
+    net = build_lpips(path, backbone='alex')
+    x, y = _pairs(64)
+    ours = metrics.lpips(net, x, y)
+    assert torch.allclose(ours.double(), _lpips_np(net, x, y, alex=True), rtol=1e-5, atol=1e-7)
+    assert float(ours.min()) > 0

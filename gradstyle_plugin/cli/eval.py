@@ -2,7 +2,7 @@
 
 Writes <outdir>/report.json (protocol block + per-method tables), report.md (the tables in the
 paper's layout), samples/<method>.png (rows: images; columns: source, reconstruction, the edits),
-distortion_vs_editability.png, and state/ (per-method results; --resume continues from them).
+distortion_vs_editability.png, and state/ (per-method results, saved after every batch; --resume continues from them).
 Every file is written under a temporary name and renamed. Exit status: 0 when every image was
 read and scored, 1 when some were skipped or left unscored (named in the report and on stderr),
 2 for usage errors.
@@ -53,7 +53,7 @@ def _run(fn, *args, **kwargs):
 @click.option('--batch',            help='Images per forward pass', type=int, default=8, show_default=True, metavar='INT')
 @click.option('--device',           help='Torch device', default='cpu', show_default=True, metavar='DEV')
 @click.option('--seed',             help='Seed of torch\'s RNG (networks run with const noise)', type=int, default=0, show_default=True, metavar='INT')
-@click.option('--resume',           help='Keep the methods a previous run with the same inputs and options finished in --outdir', is_flag=True)
+@click.option('--resume',           help='Continue an eval with the same inputs and options in --outdir: finished methods are kept, an interrupted one continues after its last finished batch', is_flag=True)
 @click.option('--record-alpha-range', help='Store each direction\'s useful alpha range (mean edit ID >= --alpha-id-floor) in its registry entry\'s info', is_flag=True)
 @click.option('--alpha-id-floor',   help='Edit-ID floor of --record-alpha-range (ours)', type=float, default=ALPHA_ID_FLOOR, show_default=True, metavar='FLOAT')
 @click.option('--force',            help='Use directions made for another generator', is_flag=True)

@@ -82,16 +82,20 @@ def run_eval(c, log=print, progress=None, start=None):
     fp = run.fingerprint(c, {k: v for k, v in proto.items() if k not in ('versions', 'methods', 'method_definitions')})
     states = {m: (run.load_state(c, m, fp) if c.outdir else None) for m in methods}
     todo = [m for m in methods if states[m] is None]
+    partial = {m: run.load_state(c, m, fp, tag='.partial') if c.outdir else None for m in todo}
     if start is not None:
-        start(len(todo) * len(entries))
+        start(sum(len(entries) - len(partial[m]['images'] if partial[m] else []) for m in todo))
     if c.resume and len(todo) < len(methods):
         log(f'--resume: {len(methods) - len(todo)} of {len(methods)} methods already done ({", ".join(m for m in methods if m not in todo)})')
+    for m in [m for m in todo if partial[m]]:
+        log(f'--resume: {m} continues after {len(partial[m]["images"])} of {len(entries)} images')
     nets = (editor.G, editor.encoder, editor.device)
     for m in todo:
-        result, feats, real, grid = run.run_method(c, m, nets, scorer, entries, directions, alphas, progress)
-        if c.outdir:
-            run.save_state(c, m, fp, result, feats, real, grid)
+        checkpoint = (lambda st, m=m: run.save_state(c, m, fp, st, tag='.partial')) if c.outdir else None
+        result, feats, real, grid = run.run_method(c, m, nets, scorer, entries, directions, alphas, progress, partial[m], checkpoint)
         states[m] = dict(result, features=feats, real=real, grid=grid)
+        if c.outdir:
+            run.save_state(c, m, fp, states[m])
     return _finish(c, proto, methods, states, directions, alphas, scorer, log)
 
 def _finish(c, proto, methods, states, directions, alphas, scorer, log):

@@ -150,31 +150,40 @@ def _warm_up(method, entry, directions, alphas):
     for d in directions[:1]:
         method.render(inv, gse.Editor.shift(inv.ws, d, alphas[d.name][-1]))
 
-def run_method(c, name, nets, scorer, entries, directions, alphas, progress=None):
-    """{'method', 'images', 'cost', 'fid_features'} of one method, and its sample grid rows (uint8 cells)."""
+def run_method(c, name, nets, scorer, entries, directions, alphas, progress=None, partial=None, checkpoint=None):
+    """(result {'method', 'images', 'cost'}, FID features, source features, sample grid rows) of one method.
+
+    `partial`: the state of an interrupted run of this method (its first images are not redone);
+    `checkpoint(state)` is called after every batch with the state so far (what --resume continues from).
+    """
     G, E, device = nets
     method = Method(name, G, E, lpips_net=scorer.lpips_net, project_steps=c.project_steps, project_lr=c.project_lr)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(c.seed)
     _warm_up(method, entries[0], directions, alphas)
-    records, seconds, grid, feats, real = [], 0.0, [], [], []
-    for names, u8 in batches(entries, c.batch, G.img_resolution, G.img_channels):
+    st = partial or dict(images=[], seconds=0.0, features=[], real=[], grid=[])
+    st['features'], st['real'] = list(st['features']), list(st['real'])
+    for names, u8 in batches(entries[len(st['images']):], c.batch, G.img_resolution, G.img_channels):
         recs, sec, rec_u8, cells = score_batch(method, scorer, directions, alphas, names, u8)
-        records += recs
-        seconds += sec
-        feats.append(scorer.fid_features(torch.from_numpy(rec_u8).permute(0, 3, 1, 2)))
-        real.append(scorer.fid_features(torch.from_numpy(u8).permute(0, 3, 1, 2)))
-        for i in range(min(len(names), c.grid_images - len(grid))):
-            grid.append([u8[i], rec_u8[i]] + [cells[d.name, a][i] for d in directions for a in alphas[d.name]])
+        st['images'] += recs
+        st['seconds'] += sec
+        st['features'] += list(scorer.fid_features(torch.from_numpy(rec_u8).permute(0, 3, 1, 2)))
+        st['real'] += list(scorer.fid_features(torch.from_numpy(u8).permute(0, 3, 1, 2)))
+        for i in range(min(len(names), c.grid_images - len(st['grid']))):
+            st['grid'].append([u8[i], rec_u8[i]] + [cells[d.name, a][i] for d in directions for a in alphas[d.name]])
+        if checkpoint is not None and len(st['images']) < len(entries):
+            checkpoint(st)
         if progress is not None:
             progress(len(names))
-    cost = dict(ms_per_image=1000 * seconds / max(len(records), 1), seconds=seconds, parameters=method.parameter_count(),
+    cost = dict(ms_per_image=1000 * st['seconds'] / max(len(st['images']), 1), seconds=st['seconds'], parameters=method.parameter_count(),
         device=str(device), **_peak_memory(device))
-    return dict(method=method.record(), images=records, cost=cost), np.concatenate(feats), np.concatenate(real), grid
+    result = dict(method=method.record(), images=st['images'], cost=cost)
+    return result, np.stack(st['features']), np.stack(st['real']), st['grid']
 
 #----------------------------------------------------------------------------
-# Resume state.
+# Resume state: <outdir>/state/<method>.json (+ .features/.real/.grid .npy) when a method is done, <method>.partial.*
+# after each batch until then. The JSON is written last, so a state without its arrays never exists.
 
 def fingerprint(c, protocol):
     """sha256 of everything that decides the numbers (the network, images, directions, alphas, metric files, options)."""
@@ -183,27 +192,35 @@ def fingerprint(c, protocol):
     data = dict({k: c[k] for k in keys}, protocol=protocol)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
-def load_state(c, name, fp):
-    path = os.path.join(c.outdir, STATE_DIR, f'{name}.json')
+def _state_path(c, name, tag, kind):
+    return os.path.join(c.outdir, STATE_DIR, f'{name}{tag}.{kind}')
+
+def load_state(c, name, fp, tag=''):
+    """The saved state of a method (tag '' = done, '.partial' = interrupted), or None; UserError if it is another eval's."""
+    path = _state_path(c, name, tag, 'json')
     if not (c.resume and os.path.isfile(path)):
         return None
     with open(path, encoding='utf-8') as f:
         state = json.load(f)
     if state.get('fingerprint') != fp:
         raise UserError(f'--resume: {path} was written by an eval with other inputs or options; use another --outdir or drop --resume')
-    state['features'] = np.load(os.path.join(c.outdir, STATE_DIR, f'{name}.features.npy'), allow_pickle=False)
-    state['real'] = np.load(os.path.join(c.outdir, STATE_DIR, 'sources.features.npy'), allow_pickle=False)
-    state['grid'] = [list(row) for row in np.load(os.path.join(c.outdir, STATE_DIR, f'{name}.grid.npy'), allow_pickle=False)]
+    for kind in ['features', 'real', 'grid']:
+        state[kind] = np.load(_state_path(c, name, tag, f'{kind}.npy'), allow_pickle=False)
+    state['grid'] = [list(row) for row in state['grid']]
     return state
 
-def save_state(c, name, fp, result, feats, real, grid):
-    folder = os.path.join(c.outdir, STATE_DIR)
-    os.makedirs(folder, exist_ok=True)
-    for fname, arr in [(f'{name}.features.npy', feats), ('sources.features.npy', real), (f'{name}.grid.npy', np.array(grid))]:
-        with dnnlib.util.atomic_write(os.path.join(folder, fname)) as f:
-            np.save(f, arr, allow_pickle=False)
-    with dnnlib.util.atomic_write(os.path.join(folder, f'{name}.json'), 'w') as f:      # last: marks the method done
-        json.dump(dict(result, fingerprint=fp), f)
+def save_state(c, name, fp, state, tag=''):
+    """Write a method's state: its arrays first, then the JSON (atomically each); a finished method drops its partial files."""
+    os.makedirs(os.path.join(c.outdir, STATE_DIR), exist_ok=True)
+    for kind in ['features', 'real', 'grid']:
+        with dnnlib.util.atomic_write(_state_path(c, name, tag, f'{kind}.npy')) as f:
+            np.save(f, np.asarray(state[kind]), allow_pickle=False)
+    with dnnlib.util.atomic_write(_state_path(c, name, tag, 'json'), 'w') as f:
+        json.dump(dict({k: v for k, v in state.items() if k not in ('features', 'real', 'grid')}, fingerprint=fp), f)
+    if not tag:
+        for kind in ['json', 'features.npy', 'real.npy', 'grid.npy']:
+            if os.path.exists(_state_path(c, name, '.partial', kind)):
+                os.remove(_state_path(c, name, '.partial', kind))
 
 def write_grid(c, name, grid, directions, alphas):
     if not grid or c.outdir is None:

@@ -248,3 +248,33 @@ def test_dry_run_prints_the_config(env, tmp_path):
     config = json.loads(result.stdout)
     assert config['methods'] == ['e4e', 'gradstyle'] and config['alphas'] == [-2.0, 0.0, 2.0] and config['project_steps'] == 10
     assert not out.exists()
+
+@pytest.mark.integration
+def test_resume_within_a_method(env, monkeypatch, tmp_path):
+    # Interrupted in gradstyle's second batch: --resume keeps e4e, redoes no finished batch, and gives the clean run's numbers.
+    from gradstyle_plugin.eval import run
+    real_score = run.score_batch
+    calls = []
+    def score(method, *args):
+        calls.append(method.name)
+        if method.name == 'gradstyle' and calls.count('gradstyle') == 2 and not calls_resumed:
+            raise RuntimeError('interrupted')
+        return real_score(method, *args)
+    calls_resumed = False
+    monkeypatch.setattr(run, 'score_batch', score)
+    opts = dict(methods=['e4e', 'gradstyle'], classifier=env.clf, batch=2, log=lambda s: None, directions=['cat'], registries=[env.reg],
+        alpha='-2,0,2')
+    with pytest.raises(RuntimeError, match='interrupted'):
+        evaluate(env.snap, env.held, outdir=str(tmp_path), **opts)
+    assert sorted(os.listdir(tmp_path / 'state')) == ['e4e.features.npy', 'e4e.grid.npy', 'e4e.json', 'e4e.real.npy',
+        'gradstyle.partial.features.npy', 'gradstyle.partial.grid.npy', 'gradstyle.partial.json', 'gradstyle.partial.real.npy']
+    calls.clear()
+    calls_resumed = True
+    logs = []
+    resumed = evaluate(env.snap, env.held, outdir=str(tmp_path), resume=True, **dict(opts, log=logs.append))
+    assert calls == ['gradstyle', 'gradstyle'] and '--resume: gradstyle continues after 2 of 6 images' in logs
+    assert not any('partial' in f for f in os.listdir(tmp_path / 'state'))
+    clean = evaluate(env.snap, env.held, **opts)
+    for name in ['e4e', 'gradstyle']:
+        assert resumed['methods'][name]['table1'] == clean['methods'][name]['table1']
+        assert resumed['methods'][name]['edits'] == clean['methods'][name]['edits']

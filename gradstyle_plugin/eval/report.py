@@ -98,8 +98,8 @@ def markdown(report):
             for k in ('attr_plus', 'attr_minus', 'attr_intended', 'lec', 'smoothness')] + [_fmt(finite_mean(list((m['gam_identity_error'] or {}).values())))]
             for n, m in methods.items()])
     lines += ['', '## Cost', '']
-    lines += _table(['Method', 'ms/image', 'peak MB', 'parameters'], [[n, _fmt(m['cost']['ms_per_image']), _fmt(m['cost']['peak_mb']),
-        f'{m["cost"]["parameters"]:,}'] for n, m in methods.items()])
+    lines += _table(['Method', 'ms/image', 'peak MB', 'peak rise MB', 'parameters'], [[n, _fmt(m['cost']['ms_per_image']),
+        _fmt(m['cost']['peak_mb']), _fmt(m['cost'].get('above_start_mb')), f'{m["cost"]["parameters"]:,}'] for n, m in methods.items()])
     lines += ['', f'Peak memory: {next(iter(methods.values()))["cost"]["kind"]}.' if methods else '']
     bad = [(n, u) for n, m in methods.items() for u in m['unscored']]
     lines += ['', f'Skipped images: {len(p["skipped"])}' + ''.join(f'\n- {s["image"]}: {s["reason"]}' for s in p['skipped'])]

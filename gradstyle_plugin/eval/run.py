@@ -133,9 +133,30 @@ def score_batch(method, scorer, directions, alphas, names, u8):
 #----------------------------------------------------------------------------
 # One method over all images.
 
-def _peak_memory(device):
+def _reset_peak_memory(device):
+    # CUDA: the allocator's peak. CPU on Linux: writing 5 to /proc/self/clear_refs resets the process's VmHWM (peak RSS).
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return _proc_status_mb('VmRSS')
+    except OSError:
+        return False
+
+def _proc_status_mb(key):
+    with open('/proc/self/status') as f:
+        value = next((line.split()[1] for line in f if line.startswith(key + ':')), None)
+    return None if value is None else int(value) / 1024
+
+def _peak_memory(device, was_reset):
     if device.type == 'cuda':
         return dict(peak_mb=torch.cuda.max_memory_allocated(device) / 2 ** 20, kind='torch.cuda.max_memory_allocated during the method')
+    hwm = _proc_status_mb('VmHWM') if was_reset else None
+    if hwm is not None:
+        return dict(peak_mb=hwm, above_start_mb=hwm - was_reset, kind='peak RSS of the process during the method (Linux VmHWM, '
+            'reset per method; includes the loaded networks and the scoring); above_start_mb: its rise over the RSS at the start')
     return dict(peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, kind='process peak RSS so far (CPU; not per method)')
 
 @torch.no_grad()
@@ -158,10 +179,9 @@ def run_method(c, name, nets, scorer, entries, directions, alphas, progress=None
     """
     G, E, device = nets
     method = Method(name, G, E, lpips_net=scorer.lpips_net, project_steps=c.project_steps, project_lr=c.project_lr)
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(c.seed)
     _warm_up(method, entries[0], directions, alphas)
+    was_reset = _reset_peak_memory(device)
     st = partial or dict(images=[], seconds=0.0, features=[], real=[], grid=[])
     st['features'], st['real'] = list(st['features']), list(st['real'])
     for names, u8 in batches(entries[len(st['images']):], c.batch, G.img_resolution, G.img_channels):
@@ -177,7 +197,7 @@ def run_method(c, name, nets, scorer, entries, directions, alphas, progress=None
         if progress is not None:
             progress(len(names))
     cost = dict(ms_per_image=1000 * st['seconds'] / max(len(st['images']), 1), seconds=st['seconds'], parameters=method.parameter_count(),
-        device=str(device), **_peak_memory(device))
+        device=str(device), **_peak_memory(device, was_reset))
     result = dict(method=method.record(), images=st['images'], cost=cost)
     return result, np.stack(st['features']), np.stack(st['real']), st['grid']
 

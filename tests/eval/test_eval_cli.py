@@ -109,6 +109,7 @@ def test_all_methods_one_invocation(env, cli_run):
     out, result = cli_run
     assert result.exit_code == 1, result.output + result.stderr        # broken.png is skipped: named, exit 1
     assert 'broken.png' in result.stderr and '1 skipped, 0 unscored' in result.stderr
+    assert 'Evaluating (methods x images)' in result.output      # the progress bar
     report = json.load(open(out / 'report.json'))
     p = report['protocol']
     assert list(report['methods']) == METHODS

@@ -135,3 +135,20 @@ def test_parameter_counts_and_method_names(nets):
         parse_methods(['hfgi'], True)
     with pytest.raises(UserError, match='need a GradStyle snapshot'):
         parse_methods(['grm'], False)
+
+def test_plain_generator_with_an_encoder(tmp_path):
+    # A plain generator + an encoder file: the default methods are the two that need no GradStyle stages.
+    import numpy as np
+    import PIL.Image
+    from stylegan2_ada_pytorch.dnnlib import UserError as _UserError
+    from gradstyle_plugin import evaluate
+    from ..plugin.test_edit import network_files
+    paths, G0, _G, E = network_files(tmp_path)
+    (tmp_path / 'imgs').mkdir()
+    for i in range(2):
+        PIL.Image.fromarray(np.random.RandomState(i).randint(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / 'imgs' / f'{i}.png')
+    report = evaluate(paths.plain, str(tmp_path / 'imgs'), encoder=paths.encoder, project_steps=2, log=lambda s: None)
+    assert list(report['methods']) == ['e4e', 'project'] and report['protocol']['network']['mode'] == 'e4e'
+    assert report['protocol']['encoder']['file'] == paths.encoder
+    with pytest.raises(_UserError, match='--methods: grm need a GradStyle snapshot'):
+        evaluate(paths.plain, str(tmp_path / 'imgs'), encoder=paths.encoder, methods=['grm'], log=lambda s: None)

@@ -15,7 +15,7 @@ each kind is applied, registry.py for the files).
 
 from .direction import KINDS, Direction, DirectionError, FingerprintMismatchError, generator_fingerprint, short_fingerprint
 from .registry import (ENV_VAR, MANIFEST_NAME, default_registry_dirs, find_directions, group_name, list_directions, resolve,
-    save_directions, shipped_registry_dir, user_registry_dir)
+    save_directions, shipped_registry_dir, update_direction_info, user_registry_dir)
 from .sampling import sample_w, w_from_seeds
 from .ganspace import compute_ganspace, pca
 from .interfacegan import compute_interfacegan, fit_boundary, read_latents, read_scores
@@ -24,7 +24,7 @@ from .importing import import_direction_file, read_direction_file
 __all__ = [
     'KINDS', 'Direction', 'DirectionError', 'FingerprintMismatchError', 'generator_fingerprint', 'short_fingerprint',
     'ENV_VAR', 'MANIFEST_NAME', 'default_registry_dirs', 'find_directions', 'group_name', 'list_directions', 'resolve',
-    'save_directions', 'shipped_registry_dir', 'user_registry_dir',
+    'save_directions', 'shipped_registry_dir', 'update_direction_info', 'user_registry_dir',
     'sample_w', 'w_from_seeds', 'compute_ganspace', 'pca',
     'compute_interfacegan', 'fit_boundary', 'read_latents', 'read_scores',
     'import_direction_file', 'read_direction_file',

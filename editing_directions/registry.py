@@ -33,7 +33,7 @@ from stylegan2_ada_pytorch import dnnlib
 from .direction import Direction, DirectionError, FingerprintMismatchError, generator_fingerprint, short_fingerprint
 
 __all__ = ['MANIFEST_NAME', 'ENV_VAR', 'user_registry_dir', 'shipped_registry_dir', 'default_registry_dirs', 'group_name',
-    'save_directions', 'list_directions', 'find_directions', 'resolve']
+    'save_directions', 'list_directions', 'find_directions', 'resolve', 'update_direction_info']
 
 MANIFEST_NAME = 'manifest.json'
 MANIFEST_FORMAT = 'gradstyle-directions/1'
@@ -230,5 +230,25 @@ def resolve(name, G, registry_dirs=None, force=False, generator_label=None):
     direction = direction or candidates[0]
     direction.check_generator(G)
     return direction
+
+#----------------------------------------------------------------------------
+
+def update_direction_info(direction, info, registry_dirs=None):
+    """Merge `info` (plain data, e.g. a measured useful alpha range) into the manifest entry of `direction`.
+
+    The entry is the first one in search order with the direction's group, name and fingerprint.
+    Returns the manifest path; DirectionError when the direction is not in any registry.
+    """
+    dirs = default_registry_dirs() if registry_dirs is None else [os.path.abspath(os.path.expanduser(os.fspath(d))) for d in registry_dirs]
+    for root in dirs:
+        folder = os.path.join(root, direction.group)
+        entries = _read_manifest(folder) if direction.group and os.path.isdir(folder) else {}
+        entry = entries.get(direction.name)
+        if entry is not None and entry.get('fingerprint') == direction.fingerprint:
+            entry['info'] = dict(entry.get('info') or {}, **info)
+            _write_manifest(folder, entries)
+            direction.info.update(info)
+            return os.path.join(folder, MANIFEST_NAME)
+    raise DirectionError(f'direction {direction.group}/{direction.name} is not in the registries {", ".join(dirs)}; its info cannot be recorded')
 
 #----------------------------------------------------------------------------

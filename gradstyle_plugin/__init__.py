@@ -11,7 +11,8 @@ and the dual-stream forward runs through the toolkit's injection hooks.
     >>> out = net(images, direction=pose, alpha=3.0)       # out.img_rec, out.img_edit
 
 Modules: `encoder` (e4e-compatible), `grm`, `gam`, `selective_attention`, `stage`, `presets`,
-`attach`, `streams`, `network`, `loss` (training objective), `train_config`, `edit`, `cli`.
+`attach`, `streams`, `network`, `loss` (training objective), `train_config`, `edit`, `eval` (gradstyle-eval,
+`evaluate()`), `cli`.
 """
 
 from gradstyle_plugin.attach import attach as attach_gradstyle
@@ -20,5 +21,10 @@ from gradstyle_plugin.network import GradStyleNet
 from gradstyle_plugin.presets import config_presets, default_stages
 from gradstyle_plugin.streams import StreamOutputs, run_streams
 
-__all__ = ['attach_gradstyle', 'detach_gradstyle', 'stage_modules', 'GradStyleNet', 'config_presets', 'default_stages',
+def evaluate(network, data, outdir=None, **options):
+    """gradstyle-eval as a Python call, returning report.json's dict (see gradstyle_plugin/eval/evaluate.py)."""
+    from gradstyle_plugin.eval.evaluate import evaluate as _evaluate
+    return _evaluate(network, data, outdir=outdir, **options)
+
+__all__ = ['evaluate', 'attach_gradstyle', 'detach_gradstyle', 'stage_modules', 'GradStyleNet', 'config_presets', 'default_stages',
     'StreamOutputs', 'run_streams']

@@ -41,16 +41,18 @@ ID_DOMAINS      = ('auto', 'face', 'moco', 'off')
 #----------------------------------------------------------------------------
 # LPIPS.
 
-def _lpips_calibration_path():
-    import lpips
-    return os.path.join(os.path.dirname(os.path.abspath(lpips.__file__)), 'weights', 'v0.1', 'vgg.pth')
+LPIPS_BACKBONES = dict(vgg='torchvision VGG16', alex='torchvision AlexNet')     # lpips package name -> backbone file kind.
 
-def _load_lpips_calibration(net):
+def _lpips_calibration_path(backbone='vgg'):
+    import lpips
+    return os.path.join(os.path.dirname(os.path.abspath(lpips.__file__)), 'weights', 'v0.1', f'{backbone}.pth')
+
+def _load_lpips_calibration(net, backbone='vgg'):
     # The package's own loader uses strict=False (a key mismatch would silently leave zeros); load here.
-    path = _lpips_calibration_path()
+    path = _lpips_calibration_path(backbone)
     name = f'lpips package calibration file {path}'
     if not os.path.isfile(path):
-        raise ValueError(f'{name}: missing (reinstall the lpips package; it ships weights/v0.1/vgg.pth)')
+        raise ValueError(f'{name}: missing (reinstall the lpips package; it ships weights/v0.1/{backbone}.pth)')
     state = _torch_load(path, name)
     targets = {f'lin{idx}.model.1.weight': lin.model[-1].weight for idx, lin in enumerate(net.lins)}
     check_state_dict(targets, state, name, 'LPIPS linear')
@@ -67,22 +69,25 @@ def _vgg_targets(vgg):
                 targets[f'features.{idx}.{param_name}'] = param
     return targets
 
-def _load_vgg_backbone(vgg, path):
+def _load_vgg_backbone(vgg, path, backbone='vgg'):
     name = f'{LPIPS_FLAG} {path}'
     state = _torch_load(path, name)
     if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
         state = state['state_dict']
     if not isinstance(state, dict) or not state:
-        raise ValueError(f'{name}: not a torchvision vgg16 state_dict (expected a non-empty dict of tensors)')
+        raise ValueError(f'{name}: not a {LPIPS_BACKBONES[backbone]} state_dict (expected a non-empty dict of tensors)')
     state = {key: value for key, value in state.items() if not str(key).startswith('classifier.')}
     targets = _vgg_targets(vgg)
-    check_state_dict(targets, state, name, 'torchvision VGG16 (features.N.*)')
+    check_state_dict(targets, state, name, f'{LPIPS_BACKBONES[backbone]} (features.N.*)')
     with torch.no_grad():
         for key, param in targets.items():
             param.copy_(state[key])
 
-def build_lpips(weights):
+def build_lpips(weights, backbone='vgg'):
     """LPIPS-VGG (v0.1) from local files only: an `lpips.LPIPS` module, eval mode, requires_grad False.
+
+    `backbone` 'alex' builds LPIPS-AlexNet instead (a torchvision alexnet state_dict; gradstyle-eval's
+    --lpips-weights may be either); the training losses use VGG as the paper does.
 
     `weights` is a torchvision vgg16 state_dict file (`features.N.*` keys; `classifier.*` are
     ignored), or 'random' for a random backbone (tests/demos; the values are then not perceptual).
@@ -100,18 +105,18 @@ def build_lpips(weights):
     # then every tensor is filled: scaling constants, calibration, backbone (file or fresh init).
     with warnings.catch_warnings(), torch.device('meta'):
         warnings.simplefilter('ignore', UserWarning) # torchvision's deprecated `pretrained` argument used by lpips.
-        net = lpips.LPIPS(net='vgg', version='0.1', lpips=True, pretrained=False, pnet_rand=True, pnet_tune=False,
+        net = lpips.LPIPS(net=backbone, version='0.1', lpips=True, pretrained=False, pnet_rand=True, pnet_tune=False,
             use_dropout=False, verbose=False)
     net.to_empty(device='cpu')
     net.scaling_layer = lpips.lpips.ScalingLayer()
-    _load_lpips_calibration(net)
+    _load_lpips_calibration(net, backbone)
     if isinstance(weights, str) and weights == 'random':
-        print(f'Warning: {LPIPS_FLAG} random: LPIPS uses a random VGG16 backbone; its values are not perceptual.')
+        print(f'Warning: {LPIPS_FLAG} random: LPIPS uses a random {LPIPS_BACKBONES[backbone]} backbone; its values are not perceptual.')
         for layer in net.net.modules():
             if isinstance(layer, torch.nn.Conv2d):
                 layer.reset_parameters()
     else:
-        _load_vgg_backbone(net.net, weights)
+        _load_vgg_backbone(net.net, weights, backbone)
     return net.eval().requires_grad_(False)
 
 def lpips_distance(net, x, y):

@@ -103,10 +103,11 @@ def load_images(source, resolution, log=print, channels=3):
 #----------------------------------------------------------------------------
 # Loading.
 
-def _open_network_file(path, flag):
+def _open_network_file(path, flag, snapshot=True):
+    # snapshot=False: any safe dict pickle (e.g. dict(encoder=E)), without the G/D/G_ema checks.
     try:
         with dnnlib.util.open_url(os.fspath(path), flag=flag) as f:
-            return legacy.load_network_pkl(f)
+            return legacy.load_network_pkl(f) if snapshot else legacy.load_pkl(f)
     except (legacy.UnsafePickleError, ValueError, KeyError, EOFError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(f'{flag}: {message}' if message.startswith(os.fspath(path)) else f'{flag}: {path}: {message}')
@@ -125,7 +126,7 @@ def _load_encoder(path):
             return load_e4e_checkpoint(path)[0]
         except ValueError as err:
             raise UserError(f'--encoder: {err}')
-    data = _open_network_file(path, '--encoder')
+    data = _open_network_file(path, '--encoder', snapshot=False)
     if data.get('gradstyle') is not None:
         return data['gradstyle'].encoder
     if data.get('encoder') is None:

@@ -234,6 +234,16 @@ def test_gradstyle_entry_and_encoder_override(files):
     for out in [via_net, via_override]:
         assert torch.equal(out.img_rec, ref.img_rec) and torch.equal(out.img_edit[1.0], ref.img_edit)
 
+def test_encoder_only_pickle(files, tmp_path):
+    # What gradstyle-train --encoder takes (dict(encoder=E), no G) also feeds --encoder here.
+    paths, _G0, G, E = files
+    legacy.save_network_pkl(dict(encoder=E), str(tmp_path / 'encoder_only.pkl'))
+    img = _images(2)
+    out = gse.load_editor(paths.stages_only, encoder=str(tmp_path / 'encoder_only.pkl'), device='cpu').edit(img, _direction(G), [1.0])
+    with torch.no_grad():
+        ref = streams.run_streams(G, E, img, direction=_direction(G).vector, alpha=1.0)
+    assert torch.equal(out.img_edit[1.0], ref.img_edit)
+
 def test_directions_by_name_tensor_and_wrong_shape(files, editor, tmp_path):
     img = _images(2)
     d = _direction(editor.G, name='age')

@@ -21,6 +21,8 @@ without latent_avg).
 Shape letters: N batch, L W+ rows (num_ws), D w_dim.
 """
 
+import contextlib
+
 import torch
 
 from stylegan2_ada_pytorch import dnnlib
@@ -44,6 +46,28 @@ def progressive_stage(nimg, num_ws, start, step):
     if nimg < start:
         return 0
     return int(min(num_ws - 1, 1 + (nimg - start) // max(int(step), 1)))
+
+@contextlib.contextmanager
+def progressive(encoder, stage):
+    """Run the block with `encoder` using delta rows 1..stage only; its own setting is restored after.
+
+    (A snapshot taken between steps holds the encoder as built, every row in use; rows not trained
+    yet give delta 0 when their map2style linear layers start at zero, see `zero_deltas`.)
+    """
+    saved = encoder.progressive_stage
+    encoder.set_progressive_stage(stage)
+    try:
+        yield encoder
+    finally:
+        encoder.progressive_stage = saved
+
+@torch.no_grad()
+def zero_deltas(encoder, first=1):
+    """Zero the map2style linear layers of rows first..L-1: those rows start with delta 0 (ours)."""
+    for idx in range(first, encoder.num_ws):
+        encoder.styles[idx].linear.weight.zero_()
+        if encoder.styles[idx].linear.bias is not None:
+            encoder.styles[idx].linear.bias.zero_()
 
 def delta_regularisation(ws, stage):
     """sum_{i=1..stage} |ws[:, i] - ws[:, 0]|_2 per sample [N] (e4e's delta_norm 2)."""
@@ -127,19 +151,19 @@ class E4EEncoderLoss(Loss):
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain):
         assert phase in ['encoderboth', 'latent_Dmain', 'latent_Dreg', 'latent_Dboth'], f'unknown phase {phase!r}'
-        self.encoder.set_progressive_stage(self.stage())
-        if phase == 'encoderboth':
-            self._accumulate_E(real_img, gain)
-            self.nimg += real_img.shape[0] * _world_size()
-            if sync:
-                sync_running_stats(self.encoder)
-        if phase in ['latent_Dmain', 'latent_Dboth'] and self.weights.adv != 0:
-            self._accumulate_Dmain(real_img, gen_z, gen_c, gain)
-        if phase in ['latent_Dreg', 'latent_Dboth'] and self.weights.adv != 0 and self.r1_gamma != 0:
-            self._accumulate_Dr1(gen_z, gen_c, gain)
+        with progressive(self.encoder, self.stage()):
+            if phase == 'encoderboth':
+                self._accumulate_E(real_img, gain)
+                self.nimg += real_img.shape[0] * _world_size()
+                if sync:
+                    sync_running_stats(self.encoder)
+            if phase in ['latent_Dmain', 'latent_Dboth'] and self.weights.adv != 0:
+                self._accumulate_Dmain(real_img, gen_z, gen_c, gain)
+            if phase in ['latent_Dreg', 'latent_Dboth'] and self.weights.adv != 0 and self.r1_gamma != 0:
+                self._accumulate_Dr1(gen_z, gen_c, gain)
 
     def encoder_loss(self, real_img):
-        """L_E per sample [N] (and the W+ codes [N, L, D] and reconstructions it came from)."""
+        """L_E per sample [N] (and the W+ codes [N, L, D] and reconstructions it came from), at the encoder's stage."""
         stage = self.encoder.progressive_stage
         ws, _feats = self.encoder(real_img)
         img = self.G_synthesis(ws, noise_mode=self.noise_mode)

@@ -142,10 +142,12 @@ def test_encoder_phase_follows_progressive_schedule_and_counts_images():
     z = torch.randn([4, G.z_dim])
     seen = []
     for _ in range(5):
+        stage = loss.stage()
         _run_phase(loss, E, 'encoderboth', real, z)
-        seen.append(E.progressive_stage)
+        seen.append(stage)
         used = [idx for idx in range(1, E.num_ws) if E.styles[idx].linear.weight.grad is not None]
-        assert used == list(range(1, E.progressive_stage + 1))
+        assert used == list(range(1, stage + 1))
+        assert E.progressive_stage == E.num_ws - 1      # restored: snapshots hold the encoder as built
         E.zero_grad(set_to_none=True)
     assert seen == [_e4e_stage(n, 8, 8, 4) for n in (0, 4, 8, 12, 16)] == [0, 0, 1, 2, 3]
     assert loss.state_dict() == dict(nimg=20)
@@ -153,7 +155,6 @@ def test_encoder_phase_follows_progressive_schedule_and_counts_images():
 def test_encoder_loss_is_sum_of_terms():
     G, E, latent_D, loss = _setup(progressive_start=None, delta_weight=0.5, adv_weight=0.25)
     real = torch.rand([2, 3, 32, 32]) * 2 - 1
-    E.set_progressive_stage(loss.stage())
     torch.manual_seed(1)
     total, ws, _img = loss.encoder_loss(real)
     torch.manual_seed(1)
@@ -164,3 +165,14 @@ def test_encoder_loss_is_sum_of_terms():
     torch.testing.assert_close(total.detach(), want.detach(), rtol=1e-4, atol=1e-5)
 
 #----------------------------------------------------------------------------
+
+def test_zero_deltas_give_the_stage0_codes_with_every_row():
+    _G, E, _latent_D, _loss = _setup()
+    encoder_loss.zero_deltas(E)
+    E.eval()
+    x = torch.rand([2, 3, 32, 32]) * 2 - 1
+    ws = E(x)[0]
+    with encoder_loss.progressive(E, 0):
+        ws0 = E(x)[0]
+    assert E.progressive_stage == 7
+    assert torch.equal(ws, ws0) and torch.equal(ws, ws[:, :1].expand_as(ws))

@@ -19,7 +19,7 @@ import torch
 
 from stylegan2_ada_pytorch import dnnlib
 from stylegan2_ada_pytorch.dnnlib import UserError
-from gradstyle_plugin import attach, encoder_loss, image_losses
+from gradstyle_plugin import attach, encoder_loss, image_losses, pairing
 from gradstyle_plugin import encoder as encoder_module
 from gradstyle_plugin.latent_discriminator import LatentDiscriminator
 from gradstyle_plugin.train_config import _check_loss_networks, _default_D_kwargs, _kwargs_of, _load_snapshot
@@ -80,15 +80,6 @@ def encoder_preset_kwargs(preset, G):
             feature_channels=SMALL_FEATURE_CHANNELS, num_ws=G.num_ws, img_channels=G.img_channels)
     raise UserError(f'--preset must be one of {", ".join(ENCODER_PRESETS)}, got {preset!r}')
 
-def mean_w(G, num_samples=10000, seed=0):
-    """G.mapping.w_avg, or the mean of mapped z when the generator tracks none."""
-    w_avg = getattr(G.mapping, 'w_avg', None)
-    if isinstance(w_avg, torch.Tensor) and w_avg.abs().sum() > 0:
-        return w_avg.detach().float().clone()
-    with torch.no_grad():
-        z = torch.randn([num_samples, G.z_dim], generator=torch.Generator().manual_seed(seed))
-        return G.mapping(z, None, skip_w_avg_update=True)[:, 0].mean(0)
-
 def init_backbone(E, path):
     """Copy the IR-SE-50 stem and body of an ArcFace file into E (e4e's initialisation)."""
     try:
@@ -121,7 +112,7 @@ def _initial_networks(network, resume, preset, seed, backbone_weights, progressi
         E = dnnlib.util.construct_class_by_name(**encoder_preset_kwargs(preset, G)).eval().requires_grad_(False)
         latent_D = LatentDiscriminator(w_dim=G.w_dim).eval().requires_grad_(False)
     with torch.no_grad():
-        E.latent_avg.copy_(mean_w(G).to(E.latent_avg.dtype).expand_as(E.latent_avg))
+        E.latent_avg.copy_(pairing.mean_w(G).to(E.latent_avg.dtype).expand_as(E.latent_avg))
     if backbone_weights is not None:
         init_backbone(E, backbone_weights)
     if progressive:

@@ -193,7 +193,8 @@ def _edit_batch(c, editor, directions, batch, log):
 def prepare_edit(c, log=print):
     """(editor, directions): load the networks of config `c` and bind its directions (UserError on failure)."""
     torch.manual_seed(c.seed)
-    editor = gse.load_editor(c.network_pkl, encoder=c.encoder, device=c.device, alpha0_shortcut=c.get('alpha0_shortcut', False))
+    editor = gse.load_editor(c.network_pkl, encoder=c.encoder, device=c.device, alpha0_shortcut=c.get('alpha0_shortcut', False),
+        force=c.force)
     directions = resolve_directions(c, editor.G)
     for d in directions:
         if not d.matches(editor.G):
@@ -284,7 +285,7 @@ def _run(fn, *args, **kwargs):
 @click.option('--device',           help='Torch device  [default: cuda if available, else cpu]', metavar='DEV')
 @click.option('--seed',             help='Seed of torch\'s RNG (the networks run with const noise)', type=int, default=0, show_default=True, metavar='INT')
 @click.option('--registry', 'registries', help='Extra direction registry folder to search first (repeatable)', multiple=True, metavar='DIR')
-@click.option('--force',            help='Use directions made for another generator (skip the fingerprint check)', is_flag=True)
+@click.option('--force',            help='Use directions and an --encoder made for another generator (skip the fingerprint and pairing checks)', is_flag=True)
 @click.option('--alpha0-shortcut',  help='Where an edit leaves the codes unchanged (alpha 0), output the reconstruction instead of running the editing stream  [default: off, so sweeps are continuous]', is_flag=True)
 @click.option('--dry-run', '-n',    help='Print the resolved options as JSON and exit', is_flag=True)
 def main(network_pkl, encoder, input_, directions, direction_files, alpha, outdir, batch, device, seed, registries, force, alpha0_shortcut,

@@ -77,6 +77,7 @@ def launch(desc, args, init, outdir):
 @click.option('--workers',        help='Data loader worker processes', type=click.IntRange(min=0), default=3, show_default=True, metavar='INT')
 @click.option('--device',         help='Torch device [default: cuda if available, else cpu]', metavar='DEV')
 @click.option('--grid-images',    help='Rows of the source | reconstruction | edit grids', type=click.IntRange(min=1), default=8, show_default=True, metavar='INT')
+@click.option('--force',          help='Use an --encoder that fails the pairing check (latent_avg vs w_avg, reconstruction of a few samples; tolerances ours)', is_flag=True)
 @click.option('-n', '--dry-run',  help='Print the configuration as JSON and exit', is_flag=True)
 def main(outdir, dry_run, stages, **opts):
     """Train GradStyle (GRMs, GAMs and the shared gates) on a frozen StyleGAN2 generator and encoder.

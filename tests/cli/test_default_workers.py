@@ -60,7 +60,7 @@ def test_gradstyle_train_with_default_workers_on_a_zip(tmp_path):
         E.latent_avg.copy_(G.mapping.w_avg)
     legacy.save_network_pkl(dict(encoder=E), str(tmp_path / 'encoder.pkl'))
     _run('gradstyle-train', '--network', 'G.pkl', '--encoder', 'encoder.pkl', '--data', 'photos.zip', '--outdir', 'runs',
-         '--preset', 'tiny', '--batch', 4, '--kimg', 0.016, '--snap', 1, '--lpips-weights', 'random', cwd=tmp_path)
+         '--preset', 'tiny', '--batch', 4, '--kimg', 0.016, '--snap', 1, '--lpips-weights', 'random', '--force', cwd=tmp_path)
     snaps = _snapshots(tmp_path / 'runs')
     with open(snaps[-1], 'rb') as f:
         data = legacy.load_network_pkl(f)

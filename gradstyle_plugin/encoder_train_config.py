@@ -33,8 +33,8 @@ NEVER = '(?!)'                                  # a parameter pattern that match
 # Schedule per preset (kimg = thousands of images). e4e counts steps; at its batch 8 the
 # progressive start (20k steps) and step (2k steps per row) are 160 and 16 kimg.
 ENCODER_PRESETS = {
-    'e4e':   dict(batch=8, kimg=1600, progressive_start=160, progressive_step=16),
-    'small': dict(batch=8, kimg=20, progressive_start=2, progressive_step=0.5),
+    'e4e':   dict(batch=8, kimg=1600, progressive_start=160, progressive_step=16, lr=1e-4),
+    'small': dict(batch=8, kimg=20, progressive_start=2, progressive_step=0.5, lr=1e-3),
 }
 SMALL_FEATURE_CHANNELS = 64                     # ours: ~1.2M parameters at 32 px, ~2.3M at 64 px with w_dim 512
 SMALL_MAX_RESOLUTION = 64                       # ours: the small encoder looks at <= 64 px (larger images are area-resized)
@@ -47,7 +47,7 @@ ENCODER_PROVENANCE = {
     'kimg':             'ours (e4e trains by steps; 1600 kimg = 200k steps at batch 8)',
     'progressive':      'e4e: 20k steps before the first delta, then one row every 2k steps (160 / 16 kimg at batch 8); small: ours',
     'optimizer':        'e4e: Ranger (RAdam + Lookahead, k 6, alpha 0.5, betas 0.95/0.999, eps 1e-5); ours: no gradient centralisation',
-    'lr':               'e4e: 1e-4',
+    'lr':               'e4e: 1e-4 (preset e4e); small: ours, 1e-3 (short CPU runs of a ~1M-parameter encoder)',
     'l2':               'e4e: 1.0',
     'lpips':            'e4e: 0.8 (VGG LPIPS from a local --lpips-weights file)',
     'id':               'e4e: 0.1 (ArcFace for faces, MoCo-v2 for other domains; local --id-weights file)',
@@ -141,9 +141,9 @@ def _check_fit(G, E, dataset):
 
 #----------------------------------------------------------------------------
 
-def _schedule(preset, batch, kimg, progressive_start, progressive_step):
+def _schedule(preset, batch, kimg, progressive_start, progressive_step, lr):
     values = dict(ENCODER_PRESETS[preset] if preset in ENCODER_PRESETS else ENCODER_PRESETS['small'])
-    given = dict(batch=batch, kimg=kimg, progressive_start=progressive_start, progressive_step=progressive_step)
+    given = dict(batch=batch, kimg=kimg, progressive_start=progressive_start, progressive_step=progressive_step, lr=lr)
     values.update({key: value for key, value in given.items() if value is not None})
     if values['progressive_start'] is not None and values['progressive_start'] < 0:
         raise UserError('--progressive-start must be >= 0 (or "off")')
@@ -173,7 +173,7 @@ def setup_encoder_training_config(
     network=None, data=None, resume=None, preset='small',                  # Inputs, architecture.
     batch=None, batch_gpu=None, kimg=None, gpus=1, snap=10, seed=0,         # Schedule (None = preset).
     progressive_start=None, progressive_step=None, progressive=True,
-    optimizer='ranger', lr=1e-4, d_lr=2e-5, r1_gamma=10.0,                 # Optimisers.
+    optimizer='ranger', lr=None, d_lr=2e-5, r1_gamma=10.0,                 # Optimisers (lr None = preset).
     l2=1.0, lpips=0.8, id=0.1, adv=0.1, delta=2e-4, loss_res=None,         # Loss.
     lpips_weights=None, id_weights=None, id_domain='auto', backbone_weights=None,
     workers=3, device=None, grid_images=8,                                  # Performance, output.
@@ -187,7 +187,7 @@ def setup_encoder_training_config(
     """
     if preset not in ENCODER_PRESETS:
         raise UserError(f'--preset must be one of {", ".join(ENCODER_PRESETS)}, got {preset!r}')
-    sched = _schedule(preset, batch, kimg, progressive_start, progressive_step)
+    sched = _schedule(preset, batch, kimg, progressive_start, progressive_step, lr)
     batch_gpu = _check_batch(sched.batch, batch_gpu, gpus)
     dataset, training_set_kwargs = _open_dataset(data)
     G, D, E, latent_D = _initial_networks(network, resume, preset, seed, backbone_weights, progressive)
@@ -212,7 +212,7 @@ def setup_encoder_training_config(
     if adv != 0:    # e4e trains its latent discriminator before the encoder in every step
         args.extra_phases.latent_D = dict(opt_kwargs=dnnlib.EasyDict(class_name='torch.optim.Adam', lr=d_lr, betas=[0.9, 0.999]),
             reg_interval=16 if r1_gamma != 0 else None, trainable='.*')
-    args.extra_phases.encoder = dict(opt_kwargs=_encoder_opt_kwargs(optimizer, lr), reg_interval=None, trainable='.*')
+    args.extra_phases.encoder = dict(opt_kwargs=_encoder_opt_kwargs(optimizer, sched.lr), reg_interval=None, trainable='.*')
     args.loss_kwargs = dnnlib.EasyDict(class_name=LOSS_CLASS, l2_weight=effective.l2, lpips_weight=effective.lpips,
         id_weight=effective.id, adv_weight=adv, delta_weight=delta, r1_gamma=r1_gamma, loss_res=loss_res,
         progressive_start=int(sched.progressive_start * 1000) if progressive and sched.progressive_start is not None else None,
@@ -225,7 +225,7 @@ def setup_encoder_training_config(
     args.image_grid_kwargs = dnnlib.EasyDict(class_name=GRID_FUNC, num_images=grid_images)
     requested = dict(l2=l2, lpips=lpips, id=id, adv=adv, delta=delta)
     args.snapshot_extra_data = dict(encoder_training_config=dict(preset=preset if resume is None else 'resumed', schedule=dict(sched),
-        progressive=bool(progressive), optimizer=optimizer, lr=lr, d_lr=d_lr, r1_gamma=r1_gamma, loss_res=loss_res,
+        progressive=bool(progressive), optimizer=optimizer, lr=sched.lr, d_lr=d_lr, r1_gamma=r1_gamma, loss_res=loss_res,
         encoder_params=sum(p.numel() for p in E.parameters()), loss_weights=dict(requested=requested,
         effective=dict(requested, **effective)), provenance=dict(ENCODER_PROVENANCE)))
     if device is not None:

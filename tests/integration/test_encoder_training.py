@@ -80,7 +80,7 @@ def test_dry_run_config_and_help(inputs, tmp_path):
     assert 300_000 < record['encoder_params'] < 2_000_000
     assert all(v.startswith(('e4e', 'ours')) for v in record['provenance'].values())
     help_text = CliRunner().invoke(cli.main, ['--help'], terminal_width=200).output
-    for fragment in ['(e4e: 0.8)', '(e4e: 0.1)', '(e4e: 2e-4)', '(e4e: 1e-4)', '(e4e: 2e-5)', 'ours', '--export-e4e', '--resume', '--gpus']:
+    for fragment in ['(e4e: 0.8)', '(e4e: 0.1)', '(e4e: 2e-4)', 'e4e: 1e-4', '(e4e: 2e-5)', 'small: 1e-3 (ours)', 'ours', '--export-e4e', '--resume', '--gpus']:
         assert fragment in help_text, fragment
 
 def test_snapshot_resume_is_exact_and_feeds_gradstyle(inputs, tmp_path):

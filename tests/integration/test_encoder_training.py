@@ -103,6 +103,17 @@ def test_snapshot_resume_is_exact_and_feeds_gradstyle(inputs, tmp_path):
     _desc, args, _init = setup_training_config(network=inputs.G, encoder=snap, data=inputs.data, preset='tiny', workers=0, force=True)
     assert args.extra_kwargs.encoder.img_channels == 1
 
+def test_cli_two_processes_gloo_keep_identical_encoders(inputs, tmp_path):
+    result = CliRunner().invoke(cli.main, ['--network', inputs.G, '--data', inputs.data, '--outdir', str(tmp_path), '--gpus', '2',
+        '--batch', '4', '--kimg', '0.016', '--workers', '0', '--snap', '1', '--progressive-start', '0.004', '--progressive-step', '0.004'])
+    assert result.exit_code == 0, result.output
+    [run_dir] = os.listdir(tmp_path)
+    data = _load(_snapshot_path(str(tmp_path / run_dir)))
+    state = data['training_state']
+    assert state['cur_nimg'] == 16 and len(state['rng']) == 2 and state['loss'] == [dict(nimg=16)] * 2
+    digests = state['param_digests']       # BatchNorm running statistics are averaged over processes: identical encoders
+    assert digests[0]['encoder'] == digests[1]['encoder'] and digests[0]['latent_D'] == digests[1]['latent_D']
+
 def test_export_e4e_same_ws_and_strict(inputs, tmp_path):
     run_dir = str(tmp_path / 'run')
     _run(inputs, run_dir, kimg=0.008)

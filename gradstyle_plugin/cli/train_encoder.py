@@ -42,9 +42,10 @@ def export(snapshot, out):
     data = _load_snapshot(snapshot, '--network')
     if data.get('encoder') is None:
         raise UserError(f'--export-e4e: {snapshot} holds no "encoder" (give a gradstyle-train-encoder snapshot as --network)')
-    e4e_export.export_e4e_checkpoint(data['encoder'], out)
+    _ckpt, note = e4e_export.export_e4e_checkpoint(data['encoder'], out, G=data.get('G_ema'))
     layout = 'e4e IR-SE-50' if e4e_export.is_e4e_architecture(data['encoder']) else 'non-e4e architecture, recorded in opts'
-    click.echo(f'Wrote {out} ({layout}) from {snapshot}')
+    decoder = 'decoder.* in rosinality\'s layout' if note is None else f'no decoder.*: {note}'
+    click.echo(f'Wrote {out} ({layout}; {decoder}) from {snapshot}')
 
 #----------------------------------------------------------------------------
 

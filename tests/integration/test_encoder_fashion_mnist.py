@@ -64,7 +64,7 @@ def _train_encoder(tmp_path, network, data, kimg):
     legacy.save_network_pkl(dict(G=init.G, D=init.D, G_ema=init.G_ema, encoder=init.encoder, latent_D=init.latent_D), args.resume_pkl)
     untrained = copy.deepcopy(init.encoder).eval()
     nets = training_loop.training_loop(**args)
-    [snap] = [f for f in os.listdir(tmp_path) if f.startswith('network-snapshot-')]
+    snap = sorted(f for f in os.listdir(tmp_path) if f.startswith('network-snapshot-'))[-1]
     return nets, untrained, str(tmp_path / snap)
 
 def _held_out(all_zip):

@@ -121,10 +121,16 @@ def test_export_e4e_same_ws_and_strict(inputs, tmp_path):
     out = str(tmp_path / 'exported.pt')
     result = CliRunner().invoke(cli.main, ['--network', snap, '--export-e4e', out])
     assert result.exit_code == 0, result.output
-    E_snap = _load(snap)['encoder'].eval()
+    assert 'decoder.* in rosinality\'s layout' in result.output
+    data = _load(snap)
+    E_snap = data['encoder'].eval()
     E_pt, info = encoder_module.load_e4e_checkpoint(out)
     x = torch.rand([3, 1, 32, 32]) * 2 - 1
     assert torch.equal(E_snap(x)[0], E_pt(x)[0]) and info.has_latent_avg
+    G_pt = legacy.load_rosinality_generator(out)            # the decoder.* entries: the snapshot's generator
+    z = torch.randn([2, 32])
+    assert torch.equal(G_pt(z, None, noise_mode='const'), data['G_ema'](z, None, noise_mode='const'))
+    assert torch.equal(G_pt.mapping.w_avg, E_snap.latent_avg[0])        # e4e's latent_avg becomes the generator's w_avg
     ckpt = torch.load(out, weights_only=True)
     del ckpt['state_dict']['encoder.styles.3.linear.bias']
     torch.save(ckpt, str(tmp_path / 'broken.pt'))
@@ -137,7 +143,8 @@ def test_export_e4e_architecture_has_official_layout(tmp_path):
     with torch.no_grad():
         E.latent_avg.copy_(torch.randn([512]))
     out = str(tmp_path / 'e4e.pt')
-    ckpt = e4e_export.export_e4e_checkpoint(E, out)
+    ckpt, note = e4e_export.export_e4e_checkpoint(E, out)
+    assert note is None and not any(k.startswith('decoder.') for k in ckpt['state_dict'])   # no generator given
     assert 'gradstyle_encoder_kwargs' not in ckpt['opts'] and ckpt['opts']['encoder_type'] == 'Encoder4Editing'
     assert sorted(ckpt['state_dict']) == sorted(f'encoder.{k}' for k in E.state_dict() if k != 'latent_avg')
     E_pt, info = encoder_module.load_e4e_checkpoint(out)

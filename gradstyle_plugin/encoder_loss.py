@@ -88,6 +88,41 @@ def r1_penalty(latent_D, w_real):
     grads = torch.autograd.grad(outputs=[logits.sum()], inputs=[w], create_graph=True, only_inputs=True)[0]
     return grads.square().sum(dim=1), logits
 
+class LatentPool:
+    """e4e's optional pool of past codes for the latent discriminator (an image-pool of w's).
+
+    `query(w)` [M, D] -> [M, D]: while the pool holds fewer than `size` codes, each code is stored
+    and returned as is; afterwards, with probability 1/2 a code swaps with a random stored one (the
+    stored one is returned), else it is returned as is. Draws from torch's global RNG (saved in
+    training_state), and `state_dict()` holds the stored codes, so a resumed run continues exactly.
+    """
+
+    def __init__(self, size):
+        self.size = int(size)
+        self.codes = []
+
+    def query(self, w):
+        if self.size == 0:
+            return w
+        out = []
+        for code in w.detach():
+            if len(self.codes) < self.size:
+                self.codes.append(code.clone())
+                out.append(code)
+            elif float(torch.rand([])) > 0.5:
+                idx = int(torch.randint(self.size, []))
+                out.append(self.codes[idx])
+                self.codes[idx] = code.clone()
+            else:
+                out.append(code)
+        return torch.stack(out)
+
+    def state_dict(self):
+        return dict(codes=[code.detach().cpu().clone() for code in self.codes])
+
+    def load_state_dict(self, state, device):
+        self.codes = [torch.as_tensor(code).to(device) for code in state['codes']]
+
 def _world_size():
     dist = torch.distributed
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -113,6 +148,7 @@ class E4EEncoderLoss(Loss):
         r1_gamma            = 10,       # R1 weight of the latent discriminator (e4e: 10).
         progressive_start   = 0,        # Images before delta row 1 is used; None = all rows from the start.
         progressive_step    = 1000,     # Images between two more delta rows.
+        w_pool              = 0,        # Codes kept for the latent discriminator (e4e: 50 with --use_w_pool); 0 = off.
         loss_res            = None,     # Resolution of the image terms; None = the encoder's input resolution (e4e: 256).
         noise_mode          = 'random', # Noise of G while training (e4e: randomize_noise, 'random').
         lpips_weights       = None,     # Local VGG16 weights for LPIPS, or 'random'; None = LPIPS off.
@@ -133,6 +169,7 @@ class E4EEncoderLoss(Loss):
         self.progressive_step = progressive_step
         self.noise_mode = noise_mode
         self.nimg = 0                    # encoder-phase images seen (all processes): the progressive clock
+        self.pools = dnnlib.EasyDict(real=LatentPool(w_pool), fake=LatentPool(w_pool))
         self.loss_res = image_losses.resolve_loss_resolution(encoder.img_resolution if loss_res is None else loss_res,
             G_synthesis.img_resolution)
         lpips_net = perceptual.build_lpips(lpips_weights).to(device) if lpips_weight != 0 and lpips_weights else None
@@ -141,10 +178,12 @@ class E4EEncoderLoss(Loss):
             id_weight=id_weight, lpips_net=lpips_net, id_net=id_net)
 
     def state_dict(self):
-        return dict(nimg=int(self.nimg))
+        return dict(nimg=int(self.nimg), pools={name: pool.state_dict() for name, pool in self.pools.items()})
 
     def load_state_dict(self, state):
         self.nimg = int(state['nimg'])
+        for name, pool in self.pools.items():
+            pool.load_state_dict(state['pools'][name], self.device)
 
     def stage(self):
         return progressive_stage(self.nimg, self.encoder.num_ws, self.progressive_start, self.progressive_step)
@@ -190,11 +229,12 @@ class E4EEncoderLoss(Loss):
         with torch.autograd.profiler.record_function('latent_D_forward'):
             with torch.no_grad():
                 ws, _feats = self.encoder(real_img)
-            fake_logits = latent_logits(self.latent_D, ws, self.encoder.progressive_stage)
-            real_logits = self.latent_D(self.real_codes(gen_z, gen_c))
+                fake = ws[:, :self.encoder.progressive_stage + 1].flatten(0, 1)          # [N * (k + 1), D]
+            fake_logits = self.latent_D(self.pools.fake.query(fake))
+            real_logits = self.latent_D(self.pools.real.query(self.real_codes(gen_z, gen_c)))
             training_stats.report('Loss/latent_D/scores/fake', fake_logits)
             training_stats.report('Loss/latent_D/scores/real', real_logits)
-            loss = torch.nn.functional.softplus(-real_logits[:, 0]) + torch.nn.functional.softplus(fake_logits).mean(dim=1)
+            loss = torch.nn.functional.softplus(-real_logits).mean() + torch.nn.functional.softplus(fake_logits).mean()
             training_stats.report('Loss/latent_D/loss', loss)
         with torch.autograd.profiler.record_function('latent_D_backward'):
             loss.mean().mul(gain).backward()

@@ -56,7 +56,7 @@ ENCODER_PROVENANCE = {
     'latent_D':         'e4e: LatentCodesDiscriminator(w_dim, 4 layers), Adam lr 2e-5, R1 gamma 10 every 16 steps',
     'latent_D_input':   'ours: rows 0..k of W+ with latent_avg in both phases (e4e feeds row 0 without latent_avg to its D step)',
     'lazy_r1':          'ours: the toolkit\'s lazy regularisation (lr and betas of latent_D scaled by 16/17)',
-    'w_pool':           'ours: no w-pool (e4e: optional pool of 50 codes)',
+    'w_pool':           'e4e: 50 codes (its training command passes --use_w_pool; w_pool_size 50), for real and for fake codes',
     'zero_deltas':      'ours: with progressive training the map2style linear layers of rows 1.. start at zero (e4e: random), '
                         'so rows not trained yet add nothing, in snapshots and exports too',
     'loss_res':         'e4e: the encoder\'s input resolution (256, face_pool)',
@@ -173,7 +173,7 @@ def setup_encoder_training_config(
     network=None, data=None, resume=None, preset='small',                  # Inputs, architecture.
     batch=None, batch_gpu=None, kimg=None, gpus=1, snap=10, seed=0,         # Schedule (None = preset).
     progressive_start=None, progressive_step=None, progressive=True,
-    optimizer='ranger', lr=None, d_lr=2e-5, r1_gamma=10.0,                 # Optimisers (lr None = preset).
+    optimizer='ranger', lr=None, d_lr=2e-5, r1_gamma=10.0, w_pool=50,      # Optimisers (lr None = preset), latent D.
     l2=1.0, lpips=0.8, id=0.1, adv=0.1, delta=2e-4, loss_res=None,         # Loss.
     lpips_weights=None, id_weights=None, id_domain='auto', backbone_weights=None,
     workers=3, device=None, grid_images=8,                                  # Performance, output.
@@ -214,7 +214,7 @@ def setup_encoder_training_config(
             reg_interval=16 if r1_gamma != 0 else None, trainable='.*')
     args.extra_phases.encoder = dict(opt_kwargs=_encoder_opt_kwargs(optimizer, sched.lr), reg_interval=None, trainable='.*')
     args.loss_kwargs = dnnlib.EasyDict(class_name=LOSS_CLASS, l2_weight=effective.l2, lpips_weight=effective.lpips,
-        id_weight=effective.id, adv_weight=adv, delta_weight=delta, r1_gamma=r1_gamma, loss_res=loss_res,
+        id_weight=effective.id, adv_weight=adv, delta_weight=delta, r1_gamma=r1_gamma, w_pool=w_pool, loss_res=loss_res,
         progressive_start=int(sched.progressive_start * 1000) if progressive and sched.progressive_start is not None else None,
         progressive_step=max(int(sched.progressive_step * 1000), 1),
         lpips_weights=lpips_weights if effective.lpips != 0 else None, id_weights=id_weights if effective.id != 0 else None,

@@ -72,6 +72,7 @@ def export(snapshot, out):
 @click.option('--optimizer',      help='ranger = RAdam + Lookahead (e4e\'s); adam-lookahead = Adam + Lookahead k 5, alpha 0.5 (ours)', type=click.Choice(['ranger', 'adam-lookahead']), default='ranger', show_default=True)
 @click.option('--lr',             help='Encoder learning rate [default: preset; e4e: 1e-4 (e4e\'s), small: 1e-3 (ours)]', type=click.FloatRange(min=0, min_open=True), metavar='FLOAT')
 @click.option('--d-lr',           help='Latent discriminator learning rate, Adam (e4e: 2e-5)', type=click.FloatRange(min=0, min_open=True), default=2e-5, show_default=True, metavar='FLOAT')
+@click.option('--w-pool',         help='Past codes kept for the latent discriminator; 0 = off (e4e: 50, --use_w_pool)', type=click.IntRange(min=0), default=50, show_default=True, metavar='INT')
 @click.option('--r1-gamma',       help='R1 weight of the latent discriminator, every 16 steps (e4e: 10)', type=click.FloatRange(min=0), default=10.0, show_default=True, metavar='FLOAT')
 # Loss weights.
 @click.option('--l2',             help='lambda_l2 (e4e: 1.0)', type=click.FloatRange(min=0), default=1.0, show_default=True, metavar='FLOAT')

@@ -107,7 +107,8 @@ def _setup(**loss_kwargs):
     E = dnnlib.util.construct_class_by_name(**encoder_module.small_encoder_kwargs(32, w_dim=32, feature_channels=16))
     with torch.no_grad():
         E.latent_avg.copy_(G.mapping.w_avg)
-    latent_D = LatentDiscriminator(w_dim=32)
+    latent_D = LatentDiscriminator(w_dim=32).requires_grad_(False)   # as the loop builds them: each phase enables its own
+    E.requires_grad_(False)
     kwargs = dict(progressive_start=8, progressive_step=4)
     kwargs.update(loss_kwargs)
     loss = encoder_loss.E4EEncoderLoss(device='cpu', G_mapping=G.mapping, G_synthesis=G.synthesis, D=None, encoder=E,
@@ -150,7 +151,7 @@ def test_encoder_phase_follows_progressive_schedule_and_counts_images():
         assert E.progressive_stage == E.num_ws - 1      # restored: snapshots hold the encoder as built
         E.zero_grad(set_to_none=True)
     assert seen == [_e4e_stage(n, 8, 8, 4) for n in (0, 4, 8, 12, 16)] == [0, 0, 1, 2, 3]
-    assert loss.state_dict() == dict(nimg=20)
+    assert loss.state_dict()['nimg'] == 20
 
 def test_encoder_loss_is_sum_of_terms():
     G, E, latent_D, loss = _setup(progressive_start=None, delta_weight=0.5, adv_weight=0.25)
@@ -176,3 +177,42 @@ def test_zero_deltas_give_the_stage0_codes_with_every_row():
         ws0 = E(x)[0]
     assert E.progressive_stage == 7
     assert torch.equal(ws, ws0) and torch.equal(ws, ws[:, :1].expand_as(ws))
+
+def test_latent_D_phase_gradient_matches_formula():
+    G, E, latent_D, loss = _setup(progressive_start=0, progressive_step=8)
+    real = torch.rand([4, 3, 32, 32]) * 2 - 1
+    z = torch.randn([4, G.z_dim])
+    _run_phase(loss, E, 'encoderboth', real, z)            # 4 images seen: still stage 1 (rows 0, 1)
+    assert loss.stage() == 1
+    E.zero_grad(set_to_none=True)
+    with torch.no_grad(), encoder_loss.progressive(E, 1):
+        ws = E.train()(real)[0]
+        w_real = G.mapping(z, None)[:, 0]
+    _run_phase(loss, latent_D, 'latent_Dmain', real, z)
+    got = [p.grad.clone() for p in latent_D.parameters()]
+    params = [p.detach().clone().requires_grad_(True) for p in latent_D.parameters()]
+    def mlp(x):
+        for idx in range(0, len(params), 2):
+            x = x @ params[idx].T + params[idx + 1]
+            x = torch.where(x > 0, x, 0.2 * x) if idx < len(params) - 2 else x
+        return x
+    want = torch.log1p(torch.exp(-mlp(w_real))).mean() + torch.log1p(torch.exp(mlp(ws[:, :2].reshape(-1, 32)))).mean()
+    for g, w in zip(got, torch.autograd.grad(want, params)):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+
+def test_w_pool_keeps_codes_and_resumes_exactly():
+    pool = encoder_loss.LatentPool(5)
+    first = torch.randn([5, 3])
+    assert torch.equal(pool.query(first), first)                         # filling: codes pass through
+    state = pool.state_dict()
+    rng = torch.get_rng_state()
+    later = torch.randn([40, 3])
+    out = pool.query(later)
+    seen = torch.cat([first, later])
+    assert all(any(torch.equal(o, s) for s in seen) for o in out)        # every code is a real one
+    swapped = sum(not torch.equal(o, x) for o, x in zip(out, later))
+    assert 8 <= swapped <= 32                                             # about half come from the pool
+    again = encoder_loss.LatentPool(5)
+    again.load_state_dict(state, 'cpu')
+    torch.set_rng_state(rng)
+    assert torch.equal(again.query(torch.randn([40, 3])), out)

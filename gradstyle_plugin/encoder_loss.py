@@ -154,10 +154,15 @@ class E4EEncoderLoss(Loss):
         lpips_weights       = None,     # Local VGG16 weights for LPIPS, or 'random'; None = LPIPS off.
         id_weights          = None,     # Local ArcFace / MoCo-v2 weights; None = ID off.
         id_domain           = 'auto',   # 'face', 'moco' or 'auto'.
+        requested_weights   = None,     # {l2, lpips, id} the user asked for; a term that is off is warned about in the log.
     ):
         super().__init__()
         assert encoder is not None and latent_D is not None, 'E4EEncoderLoss needs the extra modules "encoder" and "latent_D"'
         from gradstyle_plugin import perceptual
+        from gradstyle_plugin.loss import _warn_rank0
+        asked = dict(dict(l2=l2_weight, lpips=lpips_weight, id=id_weight), **(requested_weights or {}))
+        for note in image_losses.effective_weights(asked['l2'], asked['lpips'], asked['id'], lpips_weights, id_weights)[1]:
+            _warn_rank0(note)           # loud, at the start of the run's log
         self.device = device
         self.G_mapping = G_mapping
         self.G_synthesis = G_synthesis
@@ -183,7 +188,7 @@ class E4EEncoderLoss(Loss):
     def load_state_dict(self, state):
         self.nimg = int(state['nimg'])
         for name, pool in self.pools.items():
-            pool.load_state_dict(state['pools'][name], self.device)
+            pool.load_state_dict(state.get('pools', {}).get(name, dict(codes=[])), self.device)
 
     def stage(self):
         return progressive_stage(self.nimg, self.encoder.num_ws, self.progressive_start, self.progressive_step)

@@ -218,7 +218,7 @@ def setup_encoder_training_config(
         progressive_start=int(sched.progressive_start * 1000) if progressive and sched.progressive_start is not None else None,
         progressive_step=max(int(sched.progressive_step * 1000), 1),
         lpips_weights=lpips_weights if effective.lpips != 0 else None, id_weights=id_weights if effective.id != 0 else None,
-        id_domain=id_domain)
+        id_domain=id_domain, requested_weights=dict(l2=l2, lpips=lpips, id=id))
     args.augment_kwargs = None
     args.ema_kimg = 0.0
     args.ema_rampup = None

@@ -184,3 +184,22 @@ def test_pairing_refuses_a_foreign_latent_avg_naming_both_files(inputs):
     assert pairing.check_pairing(G, E, 'G.pkl', 'enc.pkl', force=True) is None
 
 #----------------------------------------------------------------------------
+
+def test_backbone_weights_initialise_the_irse50_body(tmp_path):
+    from gradstyle_plugin.encoder_train_config import encoder_preset_kwargs, init_backbone
+    arcface = encoder_module.ArcFaceIRSE50().eval()
+    path = str(tmp_path / 'model_ir_se50.pth')
+    torch.save(arcface.state_dict(), path)
+    G = testing.tiny_generator(img_resolution=256)
+    E = dnnlib.util.construct_class_by_name(**dict(encoder_preset_kwargs('e4e', G), num_ws=2))    # 2 heads: small enough
+    init_backbone(E, path)
+    ref = arcface.state_dict()
+    body = {k: v for k, v in E.state_dict().items() if k.startswith(('input_layer.', 'body.'))}
+    assert len(body) > 300 and all(torch.equal(v, ref[k]) for k, v in body.items())
+    small = dnnlib.util.construct_class_by_name(**encoder_module.small_encoder_kwargs(32, w_dim=32, feature_channels=32))
+    with pytest.raises(dnnlib.UserError, match=r'^--backbone-weights: .*only --preset e4e'):
+        init_backbone(small, path)
+    with pytest.raises(dnnlib.UserError, match=r'^--preset e4e: the IR-SE-50 encoder takes 256 px images'):
+        encoder_preset_kwargs('e4e', testing.tiny_generator())
+
+#----------------------------------------------------------------------------

@@ -46,7 +46,8 @@ ENCODER_PROVENANCE = {
     'batch':            'e4e preset: 8 (e4e\'s training command); small: ours',
     'kimg':             'ours (e4e trains by steps; 1600 kimg = 200k steps at batch 8)',
     'progressive':      'e4e: 20k steps before the first delta, then one row every 2k steps (160 / 16 kimg at batch 8); small: ours',
-    'optimizer':        'e4e: Ranger (RAdam + Lookahead, k 6, alpha 0.5, betas 0.95/0.999, eps 1e-5); ours: no gradient centralisation',
+    'optimizer':        'e4e: Ranger (RAdam + Lookahead k 6, alpha 0.5, betas 0.95/0.999, eps 1e-5, gradient centralisation); '
+                        'ours: torch.optim.RAdam as the inner optimiser',
     'lr':               'e4e: 1e-4 (preset e4e); small: ours, 1e-3 (short CPU runs of a ~1M-parameter encoder)',
     'l2':               'e4e: 1.0',
     'lpips':            'e4e: 0.8 (VGG LPIPS from a local --lpips-weights file)',
@@ -154,7 +155,7 @@ def _schedule(preset, batch, kimg, progressive_start, progressive_step, lr):
 def _encoder_opt_kwargs(optimizer, lr):
     if optimizer == 'ranger':
         return dnnlib.EasyDict(class_name='gradstyle_plugin.optim.Lookahead', base='torch.optim.RAdam', lr=lr,
-            betas=[0.95, 0.999], eps=1e-5, k=6, alpha=0.5)
+            betas=[0.95, 0.999], eps=1e-5, k=6, alpha=0.5, centralize=True)
     if optimizer == 'adam-lookahead':
         return dnnlib.EasyDict(class_name='gradstyle_plugin.optim.Lookahead', lr=lr, betas=[0.9, 0.999], eps=1e-8, k=5, alpha=0.5)
     raise UserError(f'--optimizer must be ranger or adam-lookahead, got {optimizer!r}')

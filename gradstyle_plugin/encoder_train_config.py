@@ -96,12 +96,12 @@ def init_backbone(E, path):
     E.load_state_dict(state, strict=False)
 
 def _initial_networks(network, resume, preset, seed, backbone_weights, progressive):
-    """(G, D, E, latent_D): from --resume, else the generator of --network and a fresh encoder."""
+    """(G, D, E, latent_D, record): from --resume (record = its encoder_training_config), else --network and a fresh encoder."""
     if resume is not None:
         data = _load_snapshot(resume, '--resume')
         if not isinstance(data.get('encoder'), torch.nn.Module) or not isinstance(data.get('latent_D'), torch.nn.Module):
             raise UserError(f'--resume: {resume} is not a gradstyle-train-encoder snapshot (no encoder or latent_D)')
-        return data['G_ema'], data['D'], data['encoder'], data['latent_D']
+        return data['G_ema'], data['D'], data['encoder'], data['latent_D'], data.get('encoder_training_config') or {}
     data = _load_snapshot(network, '--network')
     G = data['G_ema']
     if attach.stage_modules(G):
@@ -118,7 +118,7 @@ def _initial_networks(network, resume, preset, seed, backbone_weights, progressi
         init_backbone(E, backbone_weights)
     if progressive:
         encoder_loss.zero_deltas(E)     # rows not trained yet give delta 0, in snapshots too
-    return G, data['D'], E, latent_D
+    return G, data['D'], E, latent_D, {}
 
 def _open_dataset(data):
     if data is None or not os.path.exists(data):
@@ -142,12 +142,13 @@ def _check_fit(G, E, dataset):
 
 #----------------------------------------------------------------------------
 
-def _schedule(preset, batch, kimg, progressive_start, progressive_step, lr):
-    values = dict(ENCODER_PRESETS[preset] if preset in ENCODER_PRESETS else ENCODER_PRESETS['small'])
+def _schedule(base, batch, kimg, progressive_start, progressive_step, lr):
+    """The preset's (or a resumed run's recorded) schedule, with the values given on the command line."""
+    values = dict(base)
     given = dict(batch=batch, kimg=kimg, progressive_start=progressive_start, progressive_step=progressive_step, lr=lr)
     values.update({key: value for key, value in given.items() if value is not None})
     if values['progressive_start'] is not None and values['progressive_start'] < 0:
-        raise UserError('--progressive-start must be >= 0 (or "off")')
+        raise UserError('--progressive-start must be >= 0')
     if values['progressive_step'] <= 0:
         raise UserError('--progressive-step must be > 0')
     return dnnlib.EasyDict(values)
@@ -188,10 +189,12 @@ def setup_encoder_training_config(
     """
     if preset not in ENCODER_PRESETS:
         raise UserError(f'--preset must be one of {", ".join(ENCODER_PRESETS)}, got {preset!r}')
-    sched = _schedule(preset, batch, kimg, progressive_start, progressive_step, lr)
-    batch_gpu = _check_batch(sched.batch, batch_gpu, gpus)
     dataset, training_set_kwargs = _open_dataset(data)
-    G, D, E, latent_D = _initial_networks(network, resume, preset, seed, backbone_weights, progressive)
+    G, D, E, latent_D, record = _initial_networks(network, resume, preset, seed, backbone_weights, progressive)
+    preset = record['preset'] if record.get('preset') in ENCODER_PRESETS else preset    # a resumed run keeps its preset
+    sched = _schedule(dict(ENCODER_PRESETS[preset], **record.get('schedule', {})), batch, kimg, progressive_start, progressive_step,
+        lr)                                         # ... and its schedule, except the values given
+    batch_gpu = _check_batch(sched.batch, batch_gpu, gpus)
     _check_fit(G, E, dataset)
     loss_res = image_losses.resolve_loss_resolution(E.img_resolution if loss_res is None else loss_res, G.img_resolution)
     _check_loss_networks(lpips, lpips_weights, id, id_weights, id_domain)
@@ -225,7 +228,7 @@ def setup_encoder_training_config(
     args.ema_rampup = None
     args.image_grid_kwargs = dnnlib.EasyDict(class_name=GRID_FUNC, num_images=grid_images)
     requested = dict(l2=l2, lpips=lpips, id=id, adv=adv, delta=delta)
-    args.snapshot_extra_data = dict(encoder_training_config=dict(preset=preset if resume is None else 'resumed', schedule=dict(sched),
+    args.snapshot_extra_data = dict(encoder_training_config=dict(preset=preset, schedule=dict(sched),
         progressive=bool(progressive), optimizer=optimizer, lr=sched.lr, d_lr=d_lr, r1_gamma=r1_gamma, loss_res=loss_res,
         encoder_params=sum(p.numel() for p in E.parameters()), loss_weights=dict(requested=requested,
         effective=dict(requested, **effective)), provenance=dict(ENCODER_PROVENANCE)))

@@ -54,7 +54,7 @@ def export(snapshot, out):
 @click.option('--network',        help='Generator file (any format the toolkit loader reads); with --export-e4e and no --data: the snapshot to export', metavar='PKL')
 @click.option('--data',           help='Training images at the generator\'s resolution (folder or zip made by stylegan2-dataset)', metavar='PATH')
 @click.option('--outdir',         help='Where to make the run directory', metavar='DIR')
-@click.option('--resume',         help='Continue a gradstyle-train-encoder snapshot exactly (replaces --network)', metavar='PKL')
+@click.option('--resume',         help='Continue a gradstyle-train-encoder snapshot exactly (replaces --network; keeps its preset and schedule unless given)', metavar='PKL')
 @click.option('--export-e4e',     help='Write the encoder as an e4e checkpoint (.pt): of the run\'s last snapshot, or of --network without --data', metavar='PT')
 # Architecture and schedule.
 @click.option('--preset',         help='e4e = IR-SE-50 at 256 px (e4e\'s); small = a ~1M-parameter encoder for 32-64 px generators on CPU (ours)', type=click.Choice(list(ENCODER_PRESETS)), default='small', show_default=True)

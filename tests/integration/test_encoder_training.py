@@ -89,7 +89,10 @@ def test_snapshot_resume_is_exact_and_feeds_gradstyle(inputs, tmp_path):
     snap_a = _snapshot_path(str(tmp_path / 'a'))
     state = _load(snap_a)['training_state']
     assert state['cur_nimg'] == 8 and set(state['optimizers']) == {'encoder', 'latent_D'} and state['loss'][0]['nimg'] == 8
-    resumed = _run(inputs, str(tmp_path / 'b'), kimg=0.016, resume=snap_a)
+    record = _load(snap_a)['encoder_training_config']
+    assert record['preset'] == 'small' and record['schedule']['lr'] == 1e-3 and record['schedule']['progressive_step'] == 0.004
+    resumed = _run(inputs, str(tmp_path / 'b'), kimg=0.016, resume=snap_a, lr=None, progressive_start=None, progressive_step=None,
+        batch=None)     # the recorded schedule
     for name in ['encoder', 'latent_D']:
         for (n1, t1), (n2, t2) in zip(full[name].state_dict().items(), resumed[name].state_dict().items()):
             assert n1 == n2 and torch.equal(t1, t2), f'{name}.{n1} differs after resume'

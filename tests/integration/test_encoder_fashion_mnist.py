@@ -4,8 +4,9 @@ The generator is trained here (cfg tiny, as in test_train_fashion_mnist.py) on t
 4000-image t10k slice; the encoder on the same training images. Held out: the last 256 images of the
 slice, seen by neither. Compared on them (L2 in [-1, 1], SSIM from scikit-image on [0, 1]):
 (a) latent_avg alone (do nothing), (b) the encoder before training, (c) the trained encoder.
-Also: inverting the generator's own samples beats latent_avg, and the pairing check passes for the
-pair and refuses the trained encoder with another generator, naming both files.
+Also: inverting the generator's own samples beats latent_avg; the pairing check passes for the pair
+(gradstyle-edit and gradstyle-train take the snapshot as --encoder without --force) and refuses the
+trained encoder with another generator, naming both files.
 CI runs it trimmed (size_scale 0.25: 1000 images, generator 6 kimg, encoder 1 kimg); --full-size
 trains 24 + 4 kimg on 3744 images.
 """
@@ -22,8 +23,10 @@ from skimage.metrics import structural_similarity
 from stylegan2_ada_pytorch import dataset_tool, dnnlib, legacy
 from stylegan2_ada_pytorch.cli import train as train_cli
 from stylegan2_ada_pytorch.training import training_loop
+from gradstyle_plugin import edit as gse
 from gradstyle_plugin import pairing
 from gradstyle_plugin.encoder_train_config import setup_encoder_training_config
+from gradstyle_plugin.train_config import setup_training_config
 
 from ..conftest import FASHION_DIR
 
@@ -113,6 +116,10 @@ def test_small_encoder_inverts_held_out_fashion_mnist(tmp_path, size_scale):
     with open(network, 'rb') as f:
         G_file = legacy.load_network_pkl(f)['G_ema']
     assert pairing.check_pairing(G_file, E, network, snap).reconstruction_ratio < GENERATED_RATIO_MAX
+    editor = gse.load_editor(network, encoder=snap, device='cpu')             # gradstyle-edit --encoder: no --force needed
+    assert editor.mode == 'e4e'
+    _desc, args, _init = setup_training_config(network=network, encoder=snap, data=train_zip, preset='tiny', workers=0)
+    assert args.extra_kwargs.encoder.img_channels == 1                         # gradstyle-train --encoder: no --force needed
     other = type(G_file)(*G_file.init_args, **G_file.init_kwargs).eval()      # same architecture, its own weights
     with pytest.raises(dnnlib.UserError, match=rf'^--encoder: {snap} does not belong to the generator of --network other.pkl'):
         pairing.check_pairing(other, E, 'other.pkl', snap)

@@ -94,8 +94,8 @@ def main(outdir, dry_run, stages, **opts):
         --outdir runs --gpus 8 --batch 8 --lpips-weights vgg16.pth --id-weights model_ir_se50.pth
 
     \b
-    # A tiny CPU run (32 px generator and encoder made with stylegan2-train / the Python API):
-    gradstyle-train --network tiny.pkl --encoder tiny-encoder.pkl --data faces32.zip --outdir runs \\
+    # A tiny CPU run (32 px generator from stylegan2-train, its encoder from gradstyle-train-encoder):
+    gradstyle-train --network tiny.pkl --encoder encoder-snapshot.pkl --data faces32.zip --outdir runs \\
         --preset tiny --kimg 2 --lpips-weights random
 
     \b

@@ -88,7 +88,7 @@ def check_pairing(G, E, network_name, encoder_name, force=False):
     ratio = reconstruction_ratio(G, E)
     if ratio > RECONSTRUCTION_RATIO_MAX:
         raise UserError(f'{pair}: it reconstructs the generator\'s own samples with {ratio:.2f}x the error of latent_avg alone '
-            f'(a pair needs at most {RECONSTRUCTION_RATIO_MAX:.2f}x); {_HINT}, or pass --force to use them anyway')
+            f'(a pair needs at most {RECONSTRUCTION_RATIO_MAX:.2f}x); {_HINT} (or train it longer), or pass --force to use them anyway')
     return dnnlib.EasyDict(latent_avg_distance=dist, reconstruction_ratio=ratio)
 
 #----------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Training throughput of the toolkit's loop: images/s with 1 process vs 2 processes (gloo), and
-seconds per GradStyle training step with peak memory for the tiny and 256 configurations.
+"""Training throughput of the toolkit's loop: images/s with 1 process vs 2 processes (gloo),
+seconds per GradStyle training step with peak memory for the tiny and 256 configurations, and
+encoder-training (gradstyle-train-encoder) steps/s with peak memory for `small` @32 and `e4e` @256.
 
 Usage:
     python benchmarks/bench_train.py [--cfg tiny] [--kimg-short 0.032] [--kimg-long 0.288]
     python benchmarks/bench_train.py --gradstyle [--gradstyle-configs tiny,256] [--steps 2]
+    python benchmarks/bench_train.py --encoder [--encoder-configs small32,e4e256] [--steps 2]
 
 Each configuration trains twice (a short and a long run, same settings, no snapshots); the
 throughput is (long - short images) / (long - short seconds), so start-up time cancels out. On a
@@ -128,6 +130,57 @@ def bench_gradstyle(configs, steps):
         print(f'GradStyle {config:>5s}: {float(seconds):7.2f} s per training step (batch {batch}, G + D phase), '
               f'peak memory {float(peak):5.2f} GiB')
 
+#----------------------------------------------------------------------------
+# Encoder training: steps/s (latent_D phase + encoder phase, LPIPS on) and peak memory, one subprocess per config.
+
+ENCODER_CONFIGS = dict(small32=('small', 32, 8), e4e256=('e4e', 256, 2))    # preset, generator resolution, batch
+
+def _encoder_worker(config, steps, result_file):
+    import resource
+    from stylegan2_ada_pytorch import testing
+    from stylegan2_ada_pytorch.networks import Generator
+    from gradstyle_plugin.encoder_loss import E4EEncoderLoss
+    from gradstyle_plugin.encoder_train_config import encoder_preset_kwargs
+    from gradstyle_plugin.latent_discriminator import LatentDiscriminator
+    preset, res, batch = ENCODER_CONFIGS[config]
+    torch.manual_seed(0)
+    if res == 32:
+        G = testing.tiny_generator(img_channels=1)
+    else:
+        G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=res, img_channels=3, mapping_kwargs=dict(num_layers=8),
+            synthesis_kwargs=dict(channel_base=16384, channel_max=512, num_fp16_res=4, conv_clamp=256)).eval().requires_grad_(False)
+    E = dnnlib.util.construct_class_by_name(**encoder_preset_kwargs(preset, G)).requires_grad_(False)
+    latent_D = LatentDiscriminator(G.w_dim).requires_grad_(False)
+    loss = E4EEncoderLoss(device=torch.device('cpu'), G_mapping=G.mapping, G_synthesis=G.synthesis, D=None, encoder=E,
+        latent_D=latent_D, lpips_weights='random', progressive_start=None)
+    real = torch.rand([batch, G.img_channels, res, res]) * 2 - 1
+    z = torch.randn([batch, G.z_dim])
+    def step():
+        for phase, module in [('latent_Dmain', latent_D), ('encoderboth', E)]:
+            module.requires_grad_(True)
+            loss.accumulate_gradients(phase, real, None, z, None, True, 1)
+            module.requires_grad_(False)
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = (time.perf_counter() - start) / steps
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # Linux: KiB
+    params = sum(p.numel() for p in E.parameters())
+    with open(result_file, 'w') as f:
+        f.write(f'{seconds} {peak_gib} {batch} {params}')
+
+def bench_encoder(configs, steps):
+    for config in configs:
+        with tempfile.TemporaryDirectory() as tmp:
+            result_file = os.path.join(tmp, 'result.txt')
+            proc = torch.multiprocessing.get_context('spawn').Process(target=_encoder_worker, args=(config, steps, result_file))
+            proc.start()
+            proc.join()
+            seconds, peak, batch, params = open(result_file).read().split()
+        print(f'encoder {config:>8s}: {1 / float(seconds):7.3f} steps/s ({float(seconds):.2f} s per step, batch {batch}, '
+              f'latent_D + encoder phase, LPIPS on; {int(params) / 1e6:.2f}M encoder parameters), peak memory {float(peak):5.2f} GiB')
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--cfg', default='tiny')
@@ -135,8 +188,13 @@ def main():
     parser.add_argument('--kimg-long', type=float, default=0.288)
     parser.add_argument('--gradstyle', action='store_true', help='benchmark GradStyle training steps instead')
     parser.add_argument('--gradstyle-configs', default='tiny,256')
+    parser.add_argument('--encoder', action='store_true', help='benchmark encoder-training steps instead')
+    parser.add_argument('--encoder-configs', default='small32,e4e256')
     parser.add_argument('--steps', type=int, default=2)
     opts = parser.parse_args()
+    if opts.encoder:
+        bench_encoder(opts.encoder_configs.split(','), opts.steps)
+        return
     if opts.gradstyle:
         bench_gradstyle(opts.gradstyle_configs.split(','), opts.steps)
         return

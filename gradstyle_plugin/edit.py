@@ -56,6 +56,7 @@ import editing_directions as ed
 from stylegan2_ada_pytorch import dnnlib, legacy
 from stylegan2_ada_pytorch.dnnlib import UserError
 from stylegan2_ada_pytorch.images import ImageEntry, SkipImage, list_images, read_image
+from gradstyle_plugin import pairing
 from gradstyle_plugin.attach import stage_modules
 from gradstyle_plugin.encoder import load_e4e_checkpoint
 from gradstyle_plugin.streams import _knobs, apply_direction, editing_stream, reconstruction_stream
@@ -133,16 +134,9 @@ def _load_encoder(path):
         raise UserError(f'--encoder: {path} holds no encoder (expected an e4e .pt checkpoint or a pickle with an "encoder" entry)')
     return data['encoder']
 
-def _check_pair(G, E, network_pkl):
+def _check_pair(G, E, network_pkl, encoder_name):
     # One-line errors for an encoder that cannot feed this generator.
-    if not all(hasattr(E, key) for key in ('num_ws', 'w_dim', 'img_resolution')):
-        raise UserError(f'--encoder: a {type(E).__name__} is not an encoder (needs num_ws, w_dim, img_resolution)')
-    if (E.num_ws, E.w_dim) != (G.num_ws, G.w_dim):
-        raise UserError(f'--encoder: the encoder gives W+ codes [{E.num_ws}, {E.w_dim}] but the generator of --network '
-            f'{network_pkl} takes [{G.num_ws}, {G.w_dim}] (num_ws, w_dim)')
-    if E.img_resolution > G.img_resolution:
-        raise UserError(f'--encoder: the encoder needs inputs of at least {E.img_resolution}x{E.img_resolution} but the generator '
-            f'of --network {network_pkl} makes {G.img_resolution}x{G.img_resolution} images')
+    pairing.check_shapes(G, E, network_pkl, encoder_name)
     stages = stage_modules(G)
     need = {s: m.grm.feature_channels for s, m in stages.items()}
     have = {s: E.feature_channels for s in getattr(E, 'stage_names', [])}
@@ -154,7 +148,7 @@ def _check_pair(G, E, network_pkl):
 def _features(table):
     return ', '.join(f'{s} [{c}]' for s, c in table.items())
 
-def load_editor(network_pkl, encoder=None, device=None, alpha0_shortcut=False, stages=None, gate_scale=None):
+def load_editor(network_pkl, encoder=None, device=None, alpha0_shortcut=False, stages=None, gate_scale=None, force=False):
     """An Editor from a GradStyle snapshot, or from a plain generator plus an encoder (e4e-only path).
 
     `network_pkl`: a snapshot written by gradstyle-train (G_ema with GradStyle stages plus
@@ -162,7 +156,10 @@ def load_editor(network_pkl, encoder=None, device=None, alpha0_shortcut=False, s
     loader reads (NVIDIA/TF pickles, rosinality/e4e .pt). `encoder`: an e4e checkpoint (.pt) or a
     pickle holding an `encoder` (or `gradstyle`); it replaces the snapshot's encoder when given.
     With a plain generator the Editor runs in 'e4e' mode (W+ editing, plain synthesis). `stages`
-    and `gate_scale` are the per-stage knobs (see Editor). Nothing stored in the files is executed. Raises UserError (one line naming --network or --encoder).
+    and `gate_scale` are the per-stage knobs (see Editor). A separate `encoder` file must belong to
+    the generator (`pairing.check_pairing`: latent_avg and the reconstruction of a few samples)
+    unless `force`; shapes are always checked. Nothing stored in the files is executed. Raises
+    UserError (one line naming --network or --encoder).
 
     Example:
         >>> editor = load_editor('network-snapshot-000100.pkl')              # mode 'gradstyle'
@@ -177,7 +174,9 @@ def load_editor(network_pkl, encoder=None, device=None, alpha0_shortcut=False, s
         what = 'a GradStyle generator but no encoder' if stage_modules(G) else 'a plain generator'
         raise UserError(f'--encoder: --network {network_pkl} holds {what}; pass --encoder (an e4e .pt checkpoint or a pickle '
             'with an "encoder") to edit with it')
-    _check_pair(G, E, network_pkl)
+    _check_pair(G, E, network_pkl, encoder or network_pkl)
+    if encoder is not None:     # a separate encoder file: is it this generator's? (pairing.check_pairing)
+        pairing.check_pairing(G, E, network_pkl, encoder, force=force)
     return Editor(G.to(device).eval().requires_grad_(False), E.to(device).eval().requires_grad_(False), alpha0_shortcut=alpha0_shortcut,
         stages=stages, gate_scale=gate_scale)
 

@@ -482,12 +482,27 @@ def _e4e_latent_avg(latent_avg, num_ws, w_dim, name):
         raise ValueError(f'{name}: latent_avg is {shape}, expected [{num_ws}, {w_dim}] or [{w_dim}]')
     return latent_avg.detach().float().reshape(-1, w_dim).expand(num_ws, w_dim)
 
+_EXPORTED_KEYS = ('num_ws', 'w_dim', 'img_resolution', 'img_channels', 'feature_channels', 'stem_channels', 'group_units',
+    'group_channels', 'group_strides', 'se_reduction', 'style_splits')
+
+def _exported_kwargs(opts, num_ws, name):
+    # Ours: gradstyle-train-encoder writes the architecture of a non-e4e encoder (a `small` one) into opts.
+    kwargs = opts['gradstyle_encoder_kwargs']
+    if not isinstance(kwargs, dict) or set(kwargs) - set(_EXPORTED_KEYS) or 'num_ws' not in kwargs or \
+            not all(isinstance(v, (int, list)) for v in kwargs.values()):
+        raise ValueError(f'{name}: opts["gradstyle_encoder_kwargs"] is not a plain E4EEncoder configuration')
+    if int(kwargs['num_ws']) != num_ws:
+        raise ValueError(f'{name}: opts["gradstyle_encoder_kwargs"] has num_ws {kwargs["num_ws"]}, expected {num_ws}')
+    return dnnlib.EasyDict(class_name=_CLASS_NAME, **kwargs)
+
 def load_e4e_checkpoint(path_or_file, num_ws=None):
     """Load the encoder of an official e4e checkpoint (`e4e_ffhq_encode.pt` & co.), strictly.
 
     Reads `state_dict` (the `encoder.*` entries; `decoder.*` and `discriminator.*` are ignored,
     see `stylegan2_ada_pytorch.legacy.load_rosinality_generator` for the generator), `latent_avg`
-    ([num_ws, 512] or [512]) and `opts` (num_ws = 2 * log2(stylegan_size) - 2 unless given).
+    ([num_ws, 512] or [512]) and `opts` (num_ws = 2 * log2(stylegan_size) - 2 unless given; the
+    architecture is e4e's IR-SE-50 unless opts holds our `gradstyle_encoder_kwargs`, written by
+    `gradstyle-train-encoder --export-e4e` for a non-e4e encoder).
     Nothing in the file is executed (torch.load with weights_only=True). Returns
     `(encoder, info)`: an E4EEncoder in eval mode with requires_grad False, and an EasyDict with
     `num_ws`, `encoder_kwargs` (to rebuild it), `opts`, `has_latent_avg`, `ignored_keys`.
@@ -512,9 +527,9 @@ def load_e4e_checkpoint(path_or_file, num_ws=None):
     if not state:
         raise ValueError(f'{name}: state_dict has no encoder.* entries (not an e4e checkpoint)')
     num_ws = _e4e_num_ws(num_ws, opts, state, name)
-    kwargs = e4e_encoder_kwargs(num_ws=num_ws)
+    kwargs = _exported_kwargs(opts, num_ws, name) if 'gradstyle_encoder_kwargs' in opts else e4e_encoder_kwargs(num_ws=num_ws)
     init_kwargs = {key: value for key, value in kwargs.items() if key != 'class_name'}
-    latent_avg = _e4e_latent_avg(ckpt.get('latent_avg'), num_ws, kwargs.w_dim, name)
+    latent_avg = _e4e_latent_avg(ckpt.get('latent_avg'), num_ws, kwargs.get('w_dim', 512), name)
     encoder = build_and_load(E4EEncoder, init_kwargs, state, name, f'e4e encoder (num_ws={num_ws})', EXTRA_BUFFERS)
     use_avg = bool(opts.get('start_from_latent_avg', True))
     if latent_avg is not None and use_avg:

@@ -8,6 +8,10 @@ towards the fast weights theta, and the fast weights restart from them:
     phi <- phi + alpha * (theta - phi);     theta <- phi.
 
 The slow weights start as the parameters' values at the first step.
+
+With `centralize`, the gradient of every parameter of 2 or more dimensions is first centred
+(Yong et al., "Gradient Centralization", ECCV 2020: g <- g - mean of g over all dimensions but the
+first), as the Ranger optimiser used by e4e does (Ranger = RAdam + Lookahead + centralisation).
 """
 
 import inspect
@@ -42,6 +46,7 @@ class Lookahead(torch.optim.Optimizer):
         k               = 5,                # Inner steps between two slow-weight updates.
         alpha           = 0.5,              # Slow-weight step size in [0, 1].
         base            = 'torch.optim.Adam', # Dotted name of the inner optimizer class.
+        centralize      = False,            # Centre >= 2-D gradients before each inner step (Ranger's gradient centralisation).
     ):
         if int(k) != k or k < 1:
             raise ValueError(f'Lookahead: k must be a positive integer, got {k!r}')
@@ -51,7 +56,8 @@ class Lookahead(torch.optim.Optimizer):
         if not (isinstance(base_class, type) and issubclass(base_class, torch.optim.Optimizer)):
             raise ValueError(f'Lookahead: base must name a torch.optim.Optimizer class, got {base!r}')
         self.base = base if isinstance(base, str) else f'{base_class.__module__}.{base_class.__qualname__}'
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, k=int(k), alpha=float(alpha), lookahead_step=0)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, k=int(k), alpha=float(alpha), lookahead_step=0,
+            centralize=bool(centralize))
         super().__init__(params, defaults)
         accepted = inspect.signature(base_class.__init__).parameters
         base_kwargs = {key: value for key, value in defaults.items() if key in accepted and key != 'params'}
@@ -69,6 +75,8 @@ class Lookahead(torch.optim.Optimizer):
             for p in group['params']:
                 if 'slow' not in self.state[p]:
                     self.state[p]['slow'] = p.detach().clone()
+                if group.get('centralize') and p.grad is not None and p.grad.dim() > 1:
+                    p.grad.sub_(p.grad.mean(dim=tuple(range(1, p.grad.dim())), keepdim=True))
         loss = self.inner.step(closure)
         for group in self.param_groups:
             group['lookahead_step'] += 1

@@ -21,7 +21,7 @@ import torch
 
 from stylegan2_ada_pytorch import dnnlib, legacy
 from stylegan2_ada_pytorch.dnnlib import UserError
-from gradstyle_plugin import attach, image_losses, presets, transforms
+from gradstyle_plugin import attach, image_losses, pairing, presets, transforms
 from gradstyle_plugin import encoder as encoder_module
 
 #----------------------------------------------------------------------------
@@ -104,7 +104,7 @@ def _check_fit(G, E, dataset, stages):
     if missing:
         raise UserError(f'--stages: the encoder has no features for {", ".join(missing)} (it provides {", ".join(E.stage_names)})')
 
-def _initial_networks(network, encoder, resume, preset, stages, mu, seed):
+def _initial_networks(network, encoder, resume, preset, stages, mu, seed, force=False):
     """(G, D, G_ema, E) with GradStyle attached; from --resume if given, else --network + --encoder."""
     if resume is not None:
         data = _load_snapshot(resume, '--resume')
@@ -115,6 +115,7 @@ def _initial_networks(network, encoder, resume, preset, stages, mu, seed):
     E = load_encoder(encoder)
     if attach.stage_modules(data['G_ema']):
         raise UserError('--network: already has GradStyle attached; continue that run with --resume instead')
+    pairing.check_pairing(data['G_ema'], E, network, encoder, force=force)   # shapes always; the rest unless --force
     with torch.random.fork_rng(devices=[]):     # GradStyle's initial weights follow --seed
         torch.manual_seed(seed)
         G = attach.attach(data['G'], preset=preset, stages=stages, mu=mu, feature_channels=E.feature_channels)
@@ -138,6 +139,7 @@ def setup_training_config(
     loss_res=None, edit_trains_gate=False,                                  # Loss options.
     lpips_weights=None, id_weights=None, id_domain='auto',                  # Loss networks.
     workers=3, device=None, grid_images=8,                                  # Performance, output.
+    force=False,                                                            # Skip the encoder/generator pairing check.
 ):
     """Build (desc, training_loop kwargs, initial networks). Reads files, writes nothing.
 
@@ -167,7 +169,7 @@ def setup_training_config(
     training_set_kwargs.resolution = dataset.resolution
     loss_res = image_losses.resolve_loss_resolution(loss_res, dataset.resolution)
 
-    G, D, G_ema, E = _initial_networks(network, encoder, resume, preset, stages, mu, seed)
+    G, D, G_ema, E = _initial_networks(network, encoder, resume, preset, stages, mu, seed, force)
     stage_names = list(attach.stage_modules(G_ema))
     _check_fit(G_ema, E, dataset, stage_names)
     if D is None and adv != 0:

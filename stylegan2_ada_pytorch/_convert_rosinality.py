@@ -166,3 +166,47 @@ def convert_rosinality_state(sd, latent_avg, generator_class, name='<checkpoint>
     return G
 
 #----------------------------------------------------------------------------
+# The reverse: our Generator -> a rosinality generator state dict (e4e's `decoder.*`).
+
+def _rosinality_shape(key, ours):
+    # rosinality keeps singleton leading dims that our layout drops (see key_map's transforms).
+    if key.startswith('noises.'):
+        return [1, 1, *ours.shape]
+    if key.endswith('noise.weight'):
+        return [1]
+    if re.fullmatch(r'to_rgb(1|s\.\d+)\.bias', key):
+        return [1, ours.numel(), 1, 1]
+    if key.endswith('conv.weight') or key == 'input.input':
+        return [1, *ours.shape]
+    return list(ours.shape)
+
+def rosinality_state(G, name='--network'):
+    """The rosinality state dict (blur kernels included) of our Generator `G`: convert_rosinality_state's inverse.
+
+    Raises NetworkPickleError when G has no rosinality form (conditional, z_dim != w_dim, another
+    architecture or layout). Check the result with `convert_rosinality_state` (same images) before
+    relying on it: options rosinality lacks (e.g. conv_clamp, mapping lr_multiplier) are not detected here.
+    """
+    if G.c_dim != 0 or G.z_dim != G.w_dim:
+        raise NetworkPickleError(f'{name}: rosinality generators are unconditional with z_dim == w_dim')
+    kwargs = dnnlib.EasyDict(img_resolution=G.img_resolution, mapping_kwargs=dnnlib.EasyDict(num_layers=G.mapping.num_layers))
+    ours = dict(list(G.named_parameters()) + list(G.named_buffers()))
+    sd = {}
+    with torch.no_grad():
+        for dst, (src, transform) in key_map(kwargs).items():
+            if dst not in ours:
+                raise NetworkPickleError(f'{name}: the generator has no {dst}; it is not in the rosinality layout')
+            value = ours[dst].detach().float().cpu().reshape(_rosinality_shape(src, ours[dst]))
+            value = value.flip([3, 4]) if FLIP_UP_KERNELS and src.startswith('convs.') and src.endswith('conv.weight') else value
+            back = transform(value) if transform else value
+            if back.shape != ours[dst].shape or not torch.equal(back, ours[dst].detach().float().cpu()):
+                raise NetworkPickleError(f'{name}: {dst} has no rosinality form')
+            sd[src] = value.clone()
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    kernel = torch.outer(f, f) / f.sum() ** 2 * 4
+    for k in range(int(np.log2(G.img_resolution)) - 2):
+        sd[f'convs.{2 * k}.conv.blur.kernel'] = kernel.clone()
+        sd[f'to_rgbs.{k}.upsample.kernel'] = kernel.clone()
+    return sd
+
+#----------------------------------------------------------------------------

@@ -265,7 +265,7 @@ def prepare_edit(c, log=print):
     """(editor, directions, composites, paste mask): load the networks of config `c` and bind its directions (UserError on failure)."""
     torch.manual_seed(c.seed)
     editor = gse.load_editor(c.network_pkl, encoder=c.encoder, device=c.device, alpha0_shortcut=c.get('alpha0_shortcut', False),
-        stages=c.get('stages'), gate_scale=c.get('gate_scale'))
+        stages=c.get('stages'), gate_scale=c.get('gate_scale'), force=c.force)
     if c.get('align') and editor.G.img_channels != 3:
         raise UserError(f'--align: face alignment needs an RGB network; this one makes {editor.G.img_channels}-channel images')
     directions = resolve_directions(c, editor.G)
@@ -398,7 +398,7 @@ def _run(fn, *args, **kwargs):
 @click.option('--device',           help='Torch device  [default: cuda if available, else cpu]', metavar='DEV')
 @click.option('--seed',             help='Seed of torch\'s RNG (the networks run with const noise)', type=int, default=0, show_default=True, metavar='INT')
 @click.option('--registry', 'registries', help='Extra direction registry folder to search first (repeatable)', multiple=True, metavar='DIR')
-@click.option('--force',            help='Use directions made for another generator (skip the fingerprint check)', is_flag=True)
+@click.option('--force',            help='Use directions and an --encoder made for another generator (skip the fingerprint and pairing checks)', is_flag=True)
 @click.option('--alpha0-shortcut',  help='Where an edit leaves the codes unchanged (alpha 0), output the reconstruction instead of running the editing stream  [default: off, so sweeps are continuous]', is_flag=True)
 @click.option('--edit', 'edits',     help='Composite edit: several directions in one pass, NAME:ALPHA,NAME:ALPHA; one may sweep NAME:START:STOP:COUNT (repeatable)', multiple=True, metavar='EDITS')
 @click.option('--stages',           help='Only these GradStyle stages inject, e.g. b16,b32 (a single low or high stage is the paper\'s Fig. 8 ablation)  [default: all]', metavar='LIST')

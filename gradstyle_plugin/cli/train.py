@@ -77,6 +77,7 @@ def launch(desc, args, init, outdir):
 @click.option('--workers',        help='Data loader worker processes', type=click.IntRange(min=0), default=3, show_default=True, metavar='INT')
 @click.option('--device',         help='Torch device [default: cuda if available, else cpu]', metavar='DEV')
 @click.option('--grid-images',    help='Rows of the source | reconstruction | edit grids', type=click.IntRange(min=1), default=8, show_default=True, metavar='INT')
+@click.option('--force',          help='Use an --encoder that fails the pairing check (latent_avg vs w_avg, reconstruction of a few samples; tolerances ours)', is_flag=True)
 @click.option('-n', '--dry-run',  help='Print the configuration as JSON and exit', is_flag=True)
 def main(outdir, dry_run, stages, **opts):
     """Train GradStyle (GRMs, GAMs and the shared gates) on a frozen StyleGAN2 generator and encoder.
@@ -93,8 +94,8 @@ def main(outdir, dry_run, stages, **opts):
         --outdir runs --gpus 8 --batch 8 --lpips-weights vgg16.pth --id-weights model_ir_se50.pth
 
     \b
-    # A tiny CPU run (32 px generator and encoder made with stylegan2-train / the Python API):
-    gradstyle-train --network tiny.pkl --encoder tiny-encoder.pkl --data faces32.zip --outdir runs \\
+    # A tiny CPU run (32 px generator from stylegan2-train, its encoder from gradstyle-train-encoder):
+    gradstyle-train --network tiny.pkl --encoder encoder-snapshot.pkl --data faces32.zip --outdir runs \\
         --preset tiny --kimg 2 --lpips-weights random
 
     \b

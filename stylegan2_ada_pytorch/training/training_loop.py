@@ -12,7 +12,8 @@ What differs, on purpose:
 - Which parameters a network's phases train is configuration: `G_trainable` / `D_trainable` are
   regular expressions over parameter names (GradStyle trains `synthesis.injectors.*` only).
 - Extra persistent modules (`extra_kwargs`, e.g. an encoder) are built or resumed like G and D,
-  handed to the loss by name, and travel in every snapshot.
+  handed to the loss by name, and travel in every snapshot; `extra_phases` trains them in phases
+  of their own ('<name>main' / '<name>reg', or '<name>both'), after G's and D's.
 - Snapshots also carry `training_state` (kimg, tick, optimiser and loss state, augment p, RNG and
   data-order state), so `resume_pkl` continues a run where it stopped; resuming from a pickle
   without it (NVIDIA's) copies the weights only, as the toolkit does.
@@ -85,6 +86,7 @@ def training_loop(
     G_trainable             = '.*',     # Regex: names of G parameters its phases train.
     D_trainable             = '.*',     # Regex: names of D parameters its phases train.
     extra_kwargs            = {},       # {name: kwargs} of extra persistent modules (snapshotted, given to the loss).
+    extra_phases            = {},       # {name of an extra module: dict(opt_kwargs=, reg_interval=None, trainable='.*')}, in phase order.
     image_grid_max          = None,     # Cap on the number of images in the snapshot grids; None = the toolkit's size.
     snapshot_extra_data     = {},       # Plain data added to every network snapshot (e.g. a plugin's config).
     image_grid_kwargs       = None,     # Replace the fakes grids: kwargs (class_name = a function) called as fn(run_dir=, nets=, training_set=, cur_nimg=, device=, rank=, **kwargs).
@@ -122,7 +124,8 @@ def training_loop(
     # Loss and phases.
     loss = dnnlib.util.construct_class_by_name(device=device, G_mapping=nets.G.mapping, G_synthesis=nets.G.synthesis,
         D=nets.D, augment_pipe=nets.augment_pipe, **{name: nets[name] for name in extra_kwargs}, **loss_kwargs)
-    phases = _build_phases(nets, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, G_trainable, D_trainable, rank)
+    phases = _build_phases(nets, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, G_trainable, D_trainable, rank,
+        extra_phases)
 
     # Progress counters, possibly resumed.
     progress = dnnlib.EasyDict(cur_nimg=0, cur_tick=0, batch_idx=0, tick_start_nimg=0)
@@ -243,11 +246,13 @@ def _broadcast_object(obj):
 
 #----------------------------------------------------------------------------
 
-def _build_phases(nets, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, G_trainable, D_trainable, rank):
+def _build_phases(nets, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, G_trainable, D_trainable, rank, extra_phases={}):
     """One optimiser per network over the parameters it trains; lazy regularisation as the toolkit does it."""
     phases = []
-    for name, module, opt_kwargs, reg_interval, pattern in [('G', nets.G, G_opt_kwargs, G_reg_interval, G_trainable),
-                                                            ('D', nets.D, D_opt_kwargs, D_reg_interval, D_trainable)]:
+    specs = [('G', G_opt_kwargs, G_reg_interval, G_trainable), ('D', D_opt_kwargs, D_reg_interval, D_trainable)]
+    specs += [(name, spec['opt_kwargs'], spec.get('reg_interval'), spec.get('trainable', '.*')) for name, spec in extra_phases.items()]
+    for name, opt_kwargs, reg_interval, pattern in specs:
+        module = nets[name]
         params = [p for pname, p in module.named_parameters() if re.fullmatch(pattern, pname)]
         if len(params) == 0:
             if rank == 0:
@@ -255,15 +260,15 @@ def _build_phases(nets, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interv
             continue
         if reg_interval is None:
             opt = dnnlib.util.construct_class_by_name(params=params, **opt_kwargs)
-            phases += [dnnlib.EasyDict(name=name + 'both', module=module, params=params, opt=opt, interval=1)]
+            phases += [dnnlib.EasyDict(name=name + 'both', net=name, module=module, params=params, opt=opt, interval=1)]
         else:
             ratio = reg_interval / (reg_interval + 1)
             opt_kwargs = dnnlib.EasyDict(opt_kwargs)
             opt_kwargs.lr = opt_kwargs.lr * ratio
             opt_kwargs.betas = [beta ** ratio for beta in opt_kwargs.betas]
             opt = dnnlib.util.construct_class_by_name(params=params, **opt_kwargs)
-            phases += [dnnlib.EasyDict(name=name + 'main', module=module, params=params, opt=opt, interval=1)]
-            phases += [dnnlib.EasyDict(name=name + 'reg', module=module, params=params, opt=opt, interval=reg_interval)]
+            phases += [dnnlib.EasyDict(name=name + 'main', net=name, module=module, params=params, opt=opt, interval=1)]
+            phases += [dnnlib.EasyDict(name=name + 'reg', net=name, module=module, params=params, opt=opt, interval=reg_interval)]
     for phase in phases:
         phase.timer = _PhaseTimer(phase.params[0].device)
     return phases

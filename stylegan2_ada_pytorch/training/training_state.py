@@ -10,7 +10,7 @@ readable by the safe loader):
     batch_idx        iterations done (positions the data sampler)
     augment_p        augmentation probability (None without an augment pipe)
     ada_pending      ADA sign moments reported since the last adjustment ([count, sum, sum sq])
-    optimizers       {network name: optimizer.state_dict()}
+    optimizers       {network name ('G', 'D', an extra module's name): optimizer.state_dict()}
     loss             [per process: loss.state_dict()]
     rng              [per process: {'torch': ByteTensor, 'cuda': ByteTensor or None, 'numpy': {...}}]
     param_digests    with several processes: [per process: {network name: misc.params_digest}] of the
@@ -37,7 +37,7 @@ def capture(progress, phases, loss, augment_pipe, ada_stats, device, num_gpus, n
     """
     optimizers = {}
     for phase in phases:
-        optimizers.setdefault(phase.name[0], phase.opt)  # 'Gmain'/'Greg' share the G optimizer.
+        optimizers.setdefault(phase.net, phase.opt)  # 'Gmain'/'Greg' share the G optimizer.
     local = dict(loss=_to_cpu(loss.state_dict()), rng=get_rng_state(device))
     if num_gpus > 1 and nets is not None:
         local['digests'] = {name: misc.params_digest(module, RUNNING_AVERAGES) for name, module in nets.items() if module is not None}
@@ -82,7 +82,7 @@ def restore(state, progress, phases, loss, augment_pipe, rank):
     if augment_pipe is not None and state['augment_p'] is not None:
         augment_pipe.p.copy_(torch.as_tensor(state['augment_p']))
     for phase in phases:
-        opt_state = state['optimizers'].get(phase.name[0])
+        opt_state = state['optimizers'].get(phase.net)
         if opt_state is not None:
             phase.opt.load_state_dict(opt_state)
     per_process = min(rank, len(state['loss']) - 1)

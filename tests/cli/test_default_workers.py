@@ -53,7 +53,7 @@ def test_gradstyle_train_with_default_workers_on_a_zip(tmp_path):
     _run('stylegan2-dataset', '--source', folder, '--dest', 'photos.zip', cwd=tmp_path)
     write_tiny_generator_and_encoder(str(tmp_path))
     _run('gradstyle-train', '--network', 'G.pkl', '--encoder', 'encoder.pkl', '--data', 'photos.zip', '--outdir', 'runs',
-         '--preset', 'tiny', '--batch', 4, '--kimg', 0.016, '--snap', 1, '--lpips-weights', 'random', cwd=tmp_path)
+         '--preset', 'tiny', '--batch', 4, '--kimg', 0.016, '--snap', 1, '--lpips-weights', 'random', '--force', cwd=tmp_path)
     snaps = _snapshots(tmp_path / 'runs')
     with open(snaps[-1], 'rb') as f:
         data = legacy.load_network_pkl(f)

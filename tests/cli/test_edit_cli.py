@@ -233,7 +233,7 @@ def test_e4e_only_path(nets, photos, tmp_path):
     paths, G0, _G, E = nets
     registry, dirs = _registry(tmp_path, G0, names=('smile',))
     result = _invoke(['--network', paths.plain, '--encoder', paths.encoder, '--input', photos / 'face.png', '--direction', 'smile',
-        '--alpha', '2', '--outdir', tmp_path / 'out', '--registry', registry, '--device', 'cpu'])
+        '--alpha', '2', '--outdir', tmp_path / 'out', '--registry', registry, '--device', 'cpu', '--force'])   # untrained encoder
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / 'out' / 'edits.json').read_text())['mode'] == 'e4e'
     src = np.asarray(PIL.Image.open(photos / 'face.png'))

@@ -55,7 +55,7 @@ def test_gradstyle_train_under_torchrun(tmp_path):
     write_tiny_generator_and_encoder(str(tmp_path))
     _torchrun('gradstyle_plugin.cli.train', ['--network', tmp_path / 'G.pkl', '--encoder', tmp_path / 'encoder.pkl',
         '--data', data, '--outdir', tmp_path / 'runs', '--preset', 'tiny', '--batch', 4, '--kimg', 0.008, '--snap', 1,
-        '--workers', 0, '--lpips-weights', 'random'], tmp_path)
+        '--workers', 0, '--lpips-weights', 'random', '--force'], tmp_path)   # untrained encoder: no pairing check
     snap, _files = _one_snapshot(tmp_path / 'runs')
     _assert_identical_ranks(snap)
     assert snap['training_state']['cur_nimg'] == 8

@@ -209,7 +209,7 @@ def test_batch_with_top_mu_selection_differs_only_where_rounding_crosses_the_thr
 
 def test_e4e_only_path_is_plain_synthesis_of_edited_codes(files):
     paths, G0, _G, E = files
-    editor = gse.load_editor(paths.plain, encoder=paths.encoder, device='cpu')
+    editor = gse.load_editor(paths.plain, encoder=paths.encoder, device='cpu', force=True)   # untrained encoder: skip pairing
     assert editor.mode == 'e4e'
     img = _images()
     d = _direction(G0)
@@ -228,7 +228,7 @@ def test_gradstyle_entry_and_encoder_override(files):
     img = _images(2)
     d = _direction(G)
     via_net = gse.load_editor(paths.net, device='cpu').edit(img, d, [1.0])
-    via_override = gse.load_editor(paths.stages_only, encoder=paths.encoder, device='cpu').edit(img, d, [1.0])
+    via_override = gse.load_editor(paths.stages_only, encoder=paths.encoder, device='cpu', force=True).edit(img, d, [1.0])
     with torch.no_grad():
         ref = streams.run_streams(G, E, img, direction=d.vector, alpha=1.0)
     for out in [via_net, via_override]:
@@ -294,9 +294,9 @@ def test_loader_errors(files, tmp_path):
     (tmp_path / 'junk.pkl').write_bytes(b'not a pickle')
     assert _error(gse.load_editor, str(tmp_path / 'junk.pkl')).startswith('--network: ')
     cases = dict(
-        width=(tiny_encoder(w_dim=16, feature_channels=32), r'W\+ codes [8, 16] but the generator of --network'),
+        width=(tiny_encoder(w_dim=16, feature_channels=32), r'W\+ codes [8, 16], the generator takes [8, 32]'),
         rows=(tiny_encoder(num_ws=6), 'W+ codes [6, 32]'),
-        resolution=(tiny_encoder(64, num_ws=8), 'inputs of at least 64x64 but the generator'),
+        resolution=(tiny_encoder(64, num_ws=8), 'inputs of at least 64x64, the generator makes 32x32'),
         features=(tiny_encoder(feature_channels=16), 'need features b8 [32], b16 [32], b32 [32] but the encoder gives b8 [16]'))
     for name, (E_bad, fragment) in cases.items():
         path = str(tmp_path / f'{name}.pkl')

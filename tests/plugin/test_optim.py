@@ -114,3 +114,24 @@ def test_bad_arguments():
         Lookahead(p, base='torch.nn.Linear')
 
 #----------------------------------------------------------------------------
+
+def test_gradient_centralisation_matches_numpy_sgd():
+    # Inner SGD (lr 0.1) with k larger than the run: each step is x <- x - 0.1 * (g - mean of g over dims 1..).
+    rnd = np.random.RandomState(3)
+    w0, v0 = rnd.randn(4, 3, 2), rnd.randn(5)
+    target_w, target_v = rnd.randn(4, 3, 2), rnd.randn(5)
+    w = torch.nn.Parameter(torch.tensor(w0))
+    v = torch.nn.Parameter(torch.tensor(v0))
+    opt = Lookahead([w, v], lr=0.1, base='torch.optim.SGD', k=100, centralize=True)
+    x_w, x_v = w0.copy(), v0.copy()
+    for _ in range(3):
+        opt.zero_grad()
+        (((w - torch.tensor(target_w)) ** 3).sum() + ((v - torch.tensor(target_v)) ** 2).sum()).backward()
+        opt.step()
+        g_w = 3 * (x_w - target_w) ** 2
+        x_w = x_w - 0.1 * (g_w - g_w.mean(axis=(1, 2), keepdims=True))
+        x_v = x_v - 0.1 * 2 * (x_v - target_v)                   # 1-D: not centred
+    np.testing.assert_allclose(w.detach().numpy(), x_w, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(v.detach().numpy(), x_v, rtol=1e-12, atol=1e-12)
+
+#----------------------------------------------------------------------------

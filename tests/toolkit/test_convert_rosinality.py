@@ -226,3 +226,25 @@ def test_1024_key_layout_matches_spec_files():
         assert value.numel() == shapes[src].numel()
 
 #----------------------------------------------------------------------------
+# The reverse (our Generator -> rosinality), used by gradstyle-train-encoder --export-e4e.
+
+def test_rosinality_state_round_trip_and_1024_layout():
+    from stylegan2_ada_pytorch import testing
+    from stylegan2_ada_pytorch.networks import Generator
+    sd = random_rosinality_sd(seed=4)
+    G = _convert_rosinality.convert_rosinality_state(sd, torch.randn(32), Generator)
+    back = _convert_rosinality.rosinality_state(G)
+    assert set(back) == set(sd) and all(torch.equal(back[k], sd[k].float()) for k in sd)   # the published tensors, exactly
+    with pytest.raises(legacy.NetworkPickleError, match='z_dim == w_dim'):
+        _convert_rosinality.rosinality_state(testing.tiny_generator(z_dim=16))
+    shapes = {}
+    for line in (DATA / 'spec' / 'rosinality_g1024_keys.txt').read_text().splitlines():
+        if line and not line.startswith('#'):
+            key, shape = line.split('\t')
+            shapes[key] = json.loads(shape)
+    with torch.random.fork_rng(devices=[]):
+        G1024 = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=1024, img_channels=3, mapping_kwargs=dict(num_layers=8),
+            synthesis_kwargs=dict(channel_base=32768, channel_max=512)).eval()
+    assert {k: list(v.shape) for k, v in _convert_rosinality.rosinality_state(G1024).items()} == shapes
+
+#----------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def _run(fn, *args, **kwargs):
 @click.option('--resume',           help='Continue an eval with the same inputs and options in --outdir: finished methods are kept, an interrupted one continues after its last finished batch', is_flag=True)
 @click.option('--record-alpha-range', help='Store each direction\'s useful alpha range (mean edit ID >= --alpha-id-floor) in its registry entry\'s info', is_flag=True)
 @click.option('--alpha-id-floor',   help='Edit-ID floor of --record-alpha-range (ours)', type=float, default=ALPHA_ID_FLOOR, show_default=True, metavar='FLOAT')
-@click.option('--force',            help='Use directions made for another generator', is_flag=True)
+@click.option('--force',            help='Use directions and an --encoder made for another generator (skip the fingerprint and pairing checks)', is_flag=True)
 @click.option('--dry-run', '-n',    help='Print the resolved options as JSON and exit', is_flag=True)
 def main(network_pkl, data, outdir, encoder, methods, directions, registries, alpha, max_images, lpips_weights, lpips_net, id_weights, id_domain,
          classifier, inception_weights, project_steps, project_lr, grid_images, batch, device, seed, resume, record_alpha_range,

@@ -56,7 +56,7 @@ def protocol(c, editor, entries, inputs, directions, alphas, scorer, methods):
 
 def _setup(c, log):
     torch.manual_seed(c.seed)
-    editor = gse.load_editor(c.network_pkl, encoder=c.encoder, device=c.device)
+    editor = gse.load_editor(c.network_pkl, encoder=c.encoder, device=c.device, force=c.force)
     methods = parse_methods(c.methods, editor.mode == 'gradstyle')
     entries, skipped, converted = run.read_inputs(c, editor.resolution, editor.G.img_channels)
     for s in skipped:

@@ -147,8 +147,8 @@ def test_plain_generator_with_an_encoder(tmp_path):
     (tmp_path / 'imgs').mkdir()
     for i in range(2):
         PIL.Image.fromarray(np.random.RandomState(i).randint(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / 'imgs' / f'{i}.png')
-    report = evaluate(paths.plain, str(tmp_path / 'imgs'), encoder=paths.encoder, project_steps=2, log=lambda s: None)
+    report = evaluate(paths.plain, str(tmp_path / 'imgs'), encoder=paths.encoder, project_steps=2, force=True, log=lambda s: None)   # untrained encoder
     assert list(report['methods']) == ['e4e', 'project'] and report['protocol']['network']['mode'] == 'e4e'
     assert report['protocol']['encoder']['file'] == paths.encoder
     with pytest.raises(_UserError, match='--methods: grm need a GradStyle snapshot'):
-        evaluate(paths.plain, str(tmp_path / 'imgs'), encoder=paths.encoder, methods=['grm'], log=lambda s: None)
+        evaluate(paths.plain, str(tmp_path / 'imgs'), encoder=paths.encoder, methods=['grm'], force=True, log=lambda s: None)

@@ -193,11 +193,12 @@ def test_pairing_refuses_an_encoder_that_does_not_reconstruct(inputs):
     E = dnnlib.util.construct_class_by_name(**encoder_module.small_encoder_kwargs(32, w_dim=32, feature_channels=16, img_channels=1))
     with torch.no_grad():
         E.latent_avg.copy_(pairing.mean_w(G))       # the right latent_avg, but untrained: about as good as latent_avg alone
-    with torch.no_grad():                           # independent ratio on the same 4 samples
-        z = torch.randn([4, 32], generator=torch.Generator().manual_seed(0))
+    n = pairing.NUM_SAMPLES
+    with torch.no_grad():                           # independent ratio on the same samples
+        z = torch.randn([n, 32], generator=torch.Generator().manual_seed(0))
         x = G.synthesis(G.mapping(z, None), noise_mode='const')
         rec = G.synthesis(E.eval()(x)[0], noise_mode='const')
-        avg = G.synthesis(E.latent_avg[None].repeat(4, 1, 1), noise_mode='const')
+        avg = G.synthesis(E.latent_avg[None].repeat(n, 1, 1), noise_mode='const')
         ratio = float(((rec - x) ** 2).sum() / ((avg - x) ** 2).sum())
     assert ratio > pairing.RECONSTRUCTION_RATIO_MAX
     with pytest.raises(dnnlib.UserError, match=rf'^--encoder: e.pkl does not belong to the generator of --network G.pkl: it '

@@ -13,7 +13,6 @@ is also a generator file). `ENCODER_PRESETS` give the architecture and the sched
 `snapshot_extra_data.encoder_training_config` with the requested and effective loss weights.
 """
 
-import os
 
 import torch
 
@@ -22,7 +21,7 @@ from stylegan2_ada_pytorch.dnnlib import UserError
 from gradstyle_plugin import attach, encoder_loss, image_losses, pairing
 from gradstyle_plugin import encoder as encoder_module
 from gradstyle_plugin.latent_discriminator import LatentDiscriminator
-from gradstyle_plugin.train_config import _check_loss_networks, _default_D_kwargs, _kwargs_of, _load_snapshot
+from gradstyle_plugin.train_config import _check_loss_networks, _default_D_kwargs, _kwargs_of, _load_snapshot, check_batch, open_image_dataset
 
 #----------------------------------------------------------------------------
 
@@ -120,18 +119,6 @@ def _initial_networks(network, resume, preset, seed, backbone_weights, progressi
         encoder_loss.zero_deltas(E)     # rows not trained yet give delta 0, in snapshots too
     return G, data['D'], E, latent_D, {}
 
-def _open_dataset(data):
-    if data is None or not os.path.exists(data):
-        raise UserError(f'--data: no such folder or zip: {data}')
-    kwargs = dnnlib.EasyDict(class_name='stylegan2_ada_pytorch.training.dataset.ImageFolderDataset', path=data,
-        use_labels=False, xflip=False)
-    try:
-        dataset = dnnlib.util.construct_class_by_name(**kwargs)
-    except (IOError, ValueError) as err:
-        raise UserError(f'--data: {err}')
-    kwargs.resolution = dataset.resolution
-    return dataset, kwargs
-
 def _check_fit(G, E, dataset):
     if dataset.resolution != G.img_resolution or dataset.num_channels != G.img_channels:
         raise UserError(f'--data: images are {dataset.num_channels}x{dataset.resolution}x{dataset.resolution} but the --network '
@@ -161,16 +148,6 @@ def _encoder_opt_kwargs(optimizer, lr):
         return dnnlib.EasyDict(class_name='gradstyle_plugin.optim.Lookahead', lr=lr, betas=[0.9, 0.999], eps=1e-8, k=5, alpha=0.5)
     raise UserError(f'--optimizer must be ranger or adam-lookahead, got {optimizer!r}')
 
-def _check_batch(batch, batch_gpu, gpus):
-    if not (gpus >= 1 and gpus & (gpus - 1) == 0):
-        raise UserError('--gpus must be a power of two')
-    if batch < 1 or batch % gpus != 0:
-        raise UserError('--batch must be at least 1 and divisible by --gpus')
-    batch_gpu = batch // gpus if batch_gpu is None else batch_gpu
-    if (batch // gpus) % batch_gpu != 0:
-        raise UserError('--batch-gpu must divide --batch / --gpus')
-    return batch_gpu
-
 def setup_encoder_training_config(
     network=None, data=None, resume=None, preset='small',                  # Inputs, architecture.
     batch=None, batch_gpu=None, kimg=None, gpus=1, snap=10, seed=0,         # Schedule (None = preset).
@@ -189,12 +166,12 @@ def setup_encoder_training_config(
     """
     if preset not in ENCODER_PRESETS:
         raise UserError(f'--preset must be one of {", ".join(ENCODER_PRESETS)}, got {preset!r}')
-    dataset, training_set_kwargs = _open_dataset(data)
+    dataset, training_set_kwargs = open_image_dataset(data)
     G, D, E, latent_D, record = _initial_networks(network, resume, preset, seed, backbone_weights, progressive)
     preset = record['preset'] if record.get('preset') in ENCODER_PRESETS else preset    # a resumed run keeps its preset
     sched = _schedule(dict(ENCODER_PRESETS[preset], **record.get('schedule', {})), batch, kimg, progressive_start, progressive_step,
         lr)                                         # ... and its schedule, except the values given
-    batch_gpu = _check_batch(sched.batch, batch_gpu, gpus)
+    batch_gpu = check_batch(sched.batch, batch_gpu, gpus)
     _check_fit(G, E, dataset)
     loss_res = image_losses.resolve_loss_resolution(E.img_resolution if loss_res is None else loss_res, G.img_resolution)
     _check_loss_networks(lpips, lpips_weights, id, id_weights, id_domain)

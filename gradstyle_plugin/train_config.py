@@ -66,6 +66,30 @@ def _load_snapshot(path, flag):
     except (legacy.UnsafePickleError, legacy.NetworkPickleError, ValueError, KeyError) as err:
         raise UserError(f'{flag}: {err}')
 
+def check_batch(batch, batch_gpu, gpus):
+    """The per-process batch (--batch-gpu, default --batch / --gpus) after checking the three flags agree."""
+    if not (gpus >= 1 and gpus & (gpus - 1) == 0):
+        raise UserError('--gpus must be a power of two')
+    if batch < 1 or batch % gpus != 0:
+        raise UserError('--batch must be at least 1 and divisible by --gpus')
+    batch_gpu = batch // gpus if batch_gpu is None else batch_gpu
+    if (batch // gpus) % batch_gpu != 0:
+        raise UserError('--batch-gpu must divide --batch / --gpus')
+    return batch_gpu
+
+def open_image_dataset(data):
+    """(dataset, training_set_kwargs) of the --data folder or zip (unlabelled, no x-flips); UserError naming --data."""
+    if data is None or not os.path.exists(data):
+        raise UserError(f'--data: no such folder or zip: {data}')
+    kwargs = dnnlib.EasyDict(class_name='stylegan2_ada_pytorch.training.dataset.ImageFolderDataset', path=data,
+        use_labels=False, xflip=False)
+    try:
+        dataset = dnnlib.util.construct_class_by_name(**kwargs)
+    except (IOError, ValueError) as err:
+        raise UserError(f'--data: {err}')
+    kwargs.resolution = dataset.resolution
+    return dataset, kwargs
+
 def load_encoder(path):
     """An E4EEncoder from an e4e checkpoint (.pt) or from a pickle holding an `encoder` entry."""
     if path is None:
@@ -145,28 +169,14 @@ def setup_training_config(
 
     `init.warnings` lists what the user must hear at start (a loss term that is off).
     """
-    if not (gpus >= 1 and gpus & (gpus - 1) == 0):
-        raise UserError('--gpus must be a power of two')
-    if batch < 1 or batch % gpus != 0:
-        raise UserError('--batch must be at least 1 and divisible by --gpus')
-    batch_gpu = batch // gpus if batch_gpu is None else batch_gpu
-    if (batch // gpus) % batch_gpu != 0:
-        raise UserError('--batch-gpu must divide --batch / --gpus')
+    batch_gpu = check_batch(batch, batch_gpu, gpus)
     if not 0 <= perspective < 1:
         raise UserError('--perspective must be in [0, 1)')
     if not 0 <= perspective_p <= 1:
         raise UserError('--perspective-p must be in [0, 1]')
     if perspective_mode not in transforms.MODES:
         raise UserError(f'--perspective-mode must be one of {", ".join(transforms.MODES)}')
-    if data is None or not os.path.exists(data):
-        raise UserError(f'--data: no such folder or zip: {data}')
-    training_set_kwargs = dnnlib.EasyDict(class_name='stylegan2_ada_pytorch.training.dataset.ImageFolderDataset', path=data,
-        use_labels=False, xflip=False)
-    try:
-        dataset = dnnlib.util.construct_class_by_name(**training_set_kwargs)
-    except (IOError, ValueError) as err:
-        raise UserError(f'--data: {err}')
-    training_set_kwargs.resolution = dataset.resolution
+    dataset, training_set_kwargs = open_image_dataset(data)
     loss_res = image_losses.resolve_loss_resolution(loss_res, dataset.resolution)
 
     G, D, G_ema, E = _initial_networks(network, encoder, resume, preset, stages, mu, seed, force)

@@ -6,30 +6,19 @@ this command parses options, and the toolkit's launcher (`stylegan2_ada_pytorch.
 runs the processes after rank 0 saved the initial networks to a temporary pickle the loop starts from.
 """
 
-import json
-import os
 
 import click
 
-from stylegan2_ada_pytorch import legacy
 from stylegan2_ada_pytorch.dnnlib import UserError
 from stylegan2_ada_pytorch.training import launch as toolkit_launch
 from gradstyle_plugin import presets
 from gradstyle_plugin.train_config import setup_training_config
+from gradstyle_plugin.cli._launch import print_or_launch
 
 #----------------------------------------------------------------------------
 
 def _stage_list(value):
     return None if value in (None, '') else [s.strip() for s in value.split(',') if s.strip()]
-
-def launch(desc, args, init, outdir):
-    """Run the training processes (toolkit launcher); a fresh run starts from the initial networks `init`."""
-    def save_init(args, temp_dir):   # rank 0 only: the loop resumes from --network + --encoder with GradStyle attached
-        if 'resume_pkl' not in args:
-            args.resume_pkl = os.path.join(temp_dir, 'init.pkl')
-            legacy.save_network_pkl(dict(G=init.G, D=init.D, G_ema=init.G_ema, encoder=init.encoder), args.resume_pkl)
-    os.makedirs(outdir, exist_ok=True)
-    return toolkit_launch.launch(args, outdir, desc, prepare_fn=save_init)
 
 #----------------------------------------------------------------------------
 
@@ -106,18 +95,10 @@ def main(outdir, dry_run, stages, **opts):
     try:
         opts['gpus'] = toolkit_launch.num_processes(opts['gpus'])
         desc, args, init = setup_training_config(stages=_stage_list(stages), **opts)
-        if dry_run:
-            if toolkit_launch.is_main_process():
-                click.echo(json.dumps(args, indent=2))
-            return
-        if toolkit_launch.is_main_process():
-            for warning in init.warnings:
-                click.secho(warning, fg='yellow', bold=True, err=True)
-        run_dir = launch(desc, args, init, outdir)
+        # A fresh run starts from --network + --encoder with GradStyle attached.
+        print_or_launch(desc, args, init, outdir, dry_run, dict(G=init.G, D=init.D, G_ema=init.G_ema, encoder=init.encoder))
     except UserError as err:
         raise click.ClickException(str(err))
-    if toolkit_launch.is_main_process():
-        click.echo(f'Run directory: {run_dir}')
 
 #----------------------------------------------------------------------------
 

@@ -7,29 +7,18 @@ with `--export-e4e` writes the encoder of the last snapshot (or of a given snaps
 official e4e checkpoint.
 """
 
-import json
 import os
 
 import click
 
-from stylegan2_ada_pytorch import legacy
 from stylegan2_ada_pytorch.dnnlib import UserError
 from stylegan2_ada_pytorch.training import launch as toolkit_launch
 from gradstyle_plugin import e4e_export
 from gradstyle_plugin.encoder_train_config import ENCODER_PRESETS, setup_encoder_training_config
 from gradstyle_plugin.train_config import _load_snapshot
+from gradstyle_plugin.cli._launch import print_or_launch
 
 #----------------------------------------------------------------------------
-
-def launch(desc, args, init, outdir):
-    """Run the training processes; a fresh run starts from the initial networks `init`."""
-    def save_init(args, temp_dir):   # rank 0 only
-        if 'resume_pkl' not in args:
-            args.resume_pkl = os.path.join(temp_dir, 'init.pkl')
-            legacy.save_network_pkl(dict(G=init.G, D=init.D, G_ema=init.G_ema, encoder=init.encoder, latent_D=init.latent_D),
-                args.resume_pkl)
-    os.makedirs(outdir, exist_ok=True)
-    return toolkit_launch.launch(args, outdir, desc, prepare_fn=save_init)
 
 def last_snapshot(run_dir):
     names = sorted(f for f in os.listdir(run_dir) if f.startswith('network-snapshot-') and f.endswith('.pkl'))
@@ -120,18 +109,10 @@ def main(outdir, dry_run, export_e4e, **opts):
             raise UserError('--outdir: required for training')
         opts['gpus'] = toolkit_launch.num_processes(opts['gpus'])
         desc, args, init = setup_encoder_training_config(**opts)
-        if dry_run:
-            if toolkit_launch.is_main_process():
-                click.echo(json.dumps(args, indent=2))
-            return
-        if toolkit_launch.is_main_process():
-            for warning in init.warnings:
-                click.secho(warning, fg='yellow', bold=True, err=True)
-        run_dir = launch(desc, args, init, outdir)
-        if toolkit_launch.is_main_process():
-            click.echo(f'Run directory: {run_dir}')
-            if export_e4e is not None:
-                export(last_snapshot(run_dir), export_e4e)
+        run_dir = print_or_launch(desc, args, init, outdir, dry_run,
+            dict(G=init.G, D=init.D, G_ema=init.G_ema, encoder=init.encoder, latent_D=init.latent_D))
+        if run_dir is not None and export_e4e is not None and toolkit_launch.is_main_process():
+            export(last_snapshot(run_dir), export_e4e)
     except UserError as err:
         raise click.ClickException(str(err))
 

@@ -239,7 +239,8 @@ def test_encoder_only_pickle(files, tmp_path):
     paths, _G0, G, E = files
     legacy.save_network_pkl(dict(encoder=E), str(tmp_path / 'encoder_only.pkl'))
     img = _images(2)
-    out = gse.load_editor(paths.stages_only, encoder=str(tmp_path / 'encoder_only.pkl'), device='cpu').edit(img, _direction(G), [1.0])
+    out = gse.load_editor(paths.stages_only, encoder=str(tmp_path / 'encoder_only.pkl'), device='cpu', force=True).edit(  # untrained E
+        img, _direction(G), [1.0])
     with torch.no_grad():
         ref = streams.run_streams(G, E, img, direction=_direction(G).vector, alpha=1.0)
     assert torch.equal(out.img_edit[1.0], ref.img_edit)

@@ -29,6 +29,16 @@ from stylegan2_ada_pytorch.training import training_loop
 
 #----------------------------------------------------------------------------
 
+
+def time_steps(step, steps):
+    """(seconds per step after one warm-up step, peak RSS in GiB of this process; Linux reports KiB)."""
+    import resource     # POSIX only; imported here as before so the module imports everywhere
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
 def make_folder(root, count=64, res=32):
     rnd = np.random.RandomState(0)
     yy, xx = np.mgrid[0:res, 0:res] / (res - 1)
@@ -91,7 +101,6 @@ def _gradstyle_nets(config):
     return attach.attach(G0, preset='paper'), D, E, res, 1
 
 def _gradstyle_worker(config, steps, result_file):
-    import resource
     from gradstyle_plugin.loss import GradStyleLoss
     G, D, E, res, batch = _gradstyle_nets(config)
     G.train()
@@ -109,12 +118,7 @@ def _gradstyle_worker(config, steps, result_file):
         D.requires_grad_(True)
         loss.accumulate_gradients('Dmain', real, None, None, None, True, 1)
         D.requires_grad_(False)
-    step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    seconds = (time.perf_counter() - start) / steps
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # Linux: KiB
+    seconds, peak_gib = time_steps(step, steps)
     with open(result_file, 'w') as f:
         f.write(f'{seconds} {peak_gib} {batch}')
 
@@ -136,7 +140,6 @@ def bench_gradstyle(configs, steps):
 ENCODER_CONFIGS = dict(small32=('small', 32, 8), e4e256=('e4e', 256, 2))    # preset, generator resolution, batch
 
 def _encoder_worker(config, steps, result_file):
-    import resource
     from stylegan2_ada_pytorch import testing
     from stylegan2_ada_pytorch.networks import Generator
     from gradstyle_plugin.encoder_loss import E4EEncoderLoss
@@ -160,12 +163,7 @@ def _encoder_worker(config, steps, result_file):
             module.requires_grad_(True)
             loss.accumulate_gradients(phase, real, None, z, None, True, 1)
             module.requires_grad_(False)
-    step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    seconds = (time.perf_counter() - start) / steps
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # Linux: KiB
+    seconds, peak_gib = time_steps(step, steps)
     params = sum(p.numel() for p in E.parameters())
     with open(result_file, 'w') as f:
         f.write(f'{seconds} {peak_gib} {batch} {params}')

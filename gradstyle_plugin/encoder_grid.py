@@ -2,10 +2,10 @@
 
 import os
 
-import numpy as np
 import torch
 
 from stylegan2_ada_pytorch.training.snapshot_images import save_image_grid
+from gradstyle_plugin.snapshot_grid import first_reals
 
 #----------------------------------------------------------------------------
 
@@ -14,9 +14,7 @@ def save_reconstruction_grid(run_dir, nets, training_set, cur_nimg, device, rank
     """Write reconstructions_init.png / reconstructions<kimg>.png (rank 0 only; const noise, encoder in eval mode)."""
     if rank != 0:
         return
-    count = min(num_images, len(training_set))
-    reals = np.stack([training_set[i][0] for i in range(count)])                      # [N, C, R, R] uint8
-    x = torch.from_numpy(reals).to(device).to(torch.float32) / 127.5 - 1
+    x = first_reals(training_set, num_images, device)
     encoder = nets.encoder
     was_training = encoder.training
     ws, _feats = encoder.eval()(x)
@@ -24,6 +22,6 @@ def save_reconstruction_grid(run_dir, nets, training_set, cur_nimg, device, rank
     rec = nets.G_ema.synthesis(ws, noise_mode='const')
     cells = torch.stack([x, rec], dim=1).flatten(0, 1)                                 # rows of 2 cells
     name = 'reconstructions_init.png' if cur_nimg is None else f'reconstructions{cur_nimg // 1000:06d}.png'
-    save_image_grid(cells.clamp(-1, 1).cpu().numpy(), os.path.join(run_dir, name), drange=[-1, 1], grid_size=(2, count))
+    save_image_grid(cells.clamp(-1, 1).cpu().numpy(), os.path.join(run_dir, name), drange=[-1, 1], grid_size=(2, len(x)))
 
 #----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ network widths) says where each default came from, and the builder records both 
 next to the requested and the effective loss weights (a term without its weight file is off).
 """
 
+import copy
 import os
 
 import torch
@@ -140,16 +141,13 @@ def _initial_networks(network, encoder, resume, preset, stages, mu, seed, force=
     if attach.stage_modules(data['G_ema']):
         raise UserError('--network: already has GradStyle attached; continue that run with --resume instead')
     pairing.check_pairing(data['G_ema'], E, network, encoder, force=force)   # shapes always; the rest unless --force
+    # The frozen generator is the pickle's G_ema (the one users invert and edit) in both G and G_ema: the
+    # loop copies G into G_ema after every step, so a G built from the pickle's G would overwrite G_ema's
+    # mapping and synthesis weights (and with them the fingerprint its editing directions are bound to).
     with torch.random.fork_rng(devices=[]):     # GradStyle's initial weights follow --seed
         torch.manual_seed(seed)
-        G = attach.attach(data['G'], preset=preset, stages=stages, mu=mu, feature_channels=E.feature_channels)
-        G_ema = attach.attach(data['G_ema'], preset=preset, stages=stages, mu=mu, feature_channels=E.feature_channels)
-    with torch.no_grad():   # both start from the same GradStyle weights
-        src = dict(G.named_parameters())
-        for name, p in G_ema.named_parameters():
-            if name.startswith('synthesis.injectors.'):
-                p.copy_(src[name])
-    return G, data['D'], G_ema, E
+        G = attach.attach(data['G_ema'], preset=preset, stages=stages, mu=mu, feature_channels=E.feature_channels)
+    return G, data['D'], copy.deepcopy(G), E
 
 #----------------------------------------------------------------------------
 

@@ -95,6 +95,8 @@ def setup_edit_config(network_pkl, encoder, input, directions=(), direction_file
                       device=None, seed=0, registries=(), force=False, alpha0_shortcut=False, edits=(), stages=None, gate_scale=None,
                       align_faces=False, face_index=0, paste_back=False, mask=None):
     """Validated options of `gradstyle-edit` as an EasyDict (JSON-serialisable; printed by --dry-run)."""
+    from gradstyle_plugin.demo.bundle import resolve_demo
+    network_pkl, registries = resolve_demo(network_pkl, registries)
     if not re.match('^[a-z]+://', network_pkl or ''):
         _need_path(network_pkl, '--network')
     _need_path(encoder, '--encoder')
@@ -387,7 +389,7 @@ def _run(fn, *args, **kwargs):
         raise EditUsageError(str(err).splitlines()[0] if str(err) else type(err).__name__)
 
 @click.command()
-@click.option('--network', 'network_pkl', help='GradStyle snapshot, or a generator (any format) used with --encoder', required=True, metavar='PATH')
+@click.option('--network', 'network_pkl', help='GradStyle snapshot, or a generator (any format) used with --encoder; "demo" = the bundled Fashion-MNIST network and its directions', required=True, metavar='PATH')
 @click.option('--encoder',          help='e4e checkpoint (.pt) or pickle with an encoder; required for a plain generator', metavar='PATH')
 @click.option('--input', 'input_',  help='Image file, folder (recursive) or zip', required=True, metavar='PATH')
 @click.option('--direction', 'directions', help='Registered direction NAME or GROUP/NAME (repeatable)', multiple=True, metavar='NAME')

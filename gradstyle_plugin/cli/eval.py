@@ -32,7 +32,7 @@ def _run(fn, *args, **kwargs):
         raise EvalUsageError(str(err).splitlines()[0] if str(err) else type(err).__name__)
 
 @click.command()
-@click.option('--network', 'network_pkl', help='GradStyle snapshot (or a plain generator with --encoder: e4e and project only)', required=True, metavar='PATH')
+@click.option('--network', 'network_pkl', help='GradStyle snapshot (or a plain generator with --encoder: e4e and project only); "demo" = the bundled Fashion-MNIST network and its directions', required=True, metavar='PATH')
 @click.option('--data', '--input', 'data', help='Images: folder (recursive), zip or one file', required=True, metavar='PATH')
 @click.option('--outdir',           help='Where to write report.json, report.md, samples/, the plot', required=True, metavar='DIR')
 @click.option('--encoder',          help='Encoder replacing the snapshot\'s (e4e .pt or pickle with "encoder")', metavar='PATH')

@@ -14,9 +14,6 @@ when already done; the training steps resume from their latest snapshot when int
     eval         gradstyle-eval on the held-out test split (e4e-only vs GradStyle, edits)
     bundle       the files the demo needs, copied into the bundle folder with MANIFEST.json
 
-Status (work in progress, issue 12): 'data' and 'generator' run today; 'encoder' needs
-gradstyle-train-encoder (issue 9) and 'eval' needs gradstyle-eval (issue 11); no bundle is shipped yet.
-
 Sizes: 'full' is what the committed bundle was built with; 'tiny' runs every step in about two
 minutes on CPU (the test of this pipeline). Every size value here is ours.
 
@@ -42,12 +39,12 @@ ATTRIBUTES = {'trousers': 'Trouser', 'dress': 'Dress', 'boot': 'Ankle boot', 'ba
 STEPS = ['data', 'generator', 'classifier', 'generator-check', 'encoder', 'gradstyle', 'directions', 'eval', 'bundle']
 
 SIZES = {   # All values ours: chosen for 2 CPU cores.
-    'full': dnnlib.EasyDict(train_images=None, gen_cfg='small', gen_kimg=400, clf_epochs=4, check_samples=2000,
-        enc_kimg=100, gs_kimg=40, gs_preset='fast', boundary_codes=6000, ganspace_samples=20000, ganspace_components=8,
-        eval_images=1000, bundle_images=32),
+    'full': dnnlib.EasyDict(train_images=None, gen_cfg='small', gen_kimg=120, clf_epochs=4, check_samples=2000,
+        enc_kimg=20, gs_kimg=10, gs_preset='fast', boundary_codes=6000, ganspace_samples=20000, ganspace_components=8,
+        eval_images=500, eval_methods='e4e,gradstyle', bundle_images=16),
     'tiny': dnnlib.EasyDict(train_images=512, gen_cfg='tiny', gen_kimg=1, clf_epochs=1, check_samples=64,
-        enc_kimg=1, gs_kimg=1, gs_preset='tiny', boundary_codes=200, ganspace_samples=200, ganspace_components=3,
-        eval_images=16, bundle_images=8),
+        enc_kimg=0.5, gs_kimg=0.2, gs_preset='tiny', boundary_codes=200, ganspace_samples=200, ganspace_components=3,
+        eval_images=16, eval_methods='e4e,gradstyle', bundle_images=8),
 }
 
 #----------------------------------------------------------------------------
@@ -115,6 +112,11 @@ def latest_snapshot(run_root):
                 if m and (best is None or int(m.group(1)) >= best[0]):
                     best = (int(m.group(1)), os.path.join(folder, name))
     return best[1] if best else None
+
+def snapshot_kimg(pkl):
+    """The kimg in a network-snapshot-<kimg>.pkl name (what a run actually reached), or None."""
+    m = re.fullmatch(r'network-snapshot-(\d+)\.pkl', os.path.basename(pkl or ''))
+    return int(m.group(1)) if m else None
 
 #----------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ def step_generator(b):
         resume = B.latest_snapshot(b.path('gen_runs'))
         b.run('stylegan2_ada_pytorch.cli.train', args + (['--resume', resume] if resume else []), 'generator')
         pkl = B.latest_snapshot(b.path('gen_runs'))
-    return dict(network=pkl, fid2k_pix=fashion.recorded_metric(pkl, 'fid2k_pix'), options=fashion.training_options(pkl))
+    return dict(network=pkl, kimg=B.snapshot_kimg(pkl), fid2k_pix=fashion.recorded_metric(pkl, 'fid2k_pix'), options=fashion.training_options(pkl))
 
 def step_classifier(b):
     data = b.outputs('data')
@@ -57,16 +57,18 @@ def step_encoder(b):
     resume = B.latest_snapshot(b.path('enc_runs'))
     start = ['--resume', resume] if resume else ['--network', gen.network]
     b.run('gradstyle_plugin.cli.train_encoder', [*start, '--data', data.train_zip, '--outdir', b.path('enc_runs'),
-        '--preset', 'small', '--kimg', b.size.enc_kimg, '--seed', 0], 'encoder')
-    return dict(encoder=B.latest_snapshot(b.path('enc_runs')), kimg=b.size.enc_kimg)
+        '--preset', 'small', '--kimg', b.size.enc_kimg, '--snap', 2, '--seed', 0], 'encoder')
+    pkl = B.latest_snapshot(b.path('enc_runs'))
+    return dict(encoder=pkl, kimg=B.snapshot_kimg(pkl), planned_kimg=b.size.enc_kimg)
 
 def step_gradstyle(b):
     gen, enc, data = b.outputs('generator'), b.outputs('encoder'), b.outputs('data')
     resume = B.latest_snapshot(b.path('gs_runs'))
     start = ['--resume', resume] if resume else ['--network', gen.network, '--encoder', enc.encoder]
     b.run('gradstyle_plugin.cli.train', [*start, '--data', data.train_zip, '--outdir', b.path('gs_runs'),
-        '--preset', b.size.gs_preset, '--kimg', b.size.gs_kimg, '--seed', 0], 'gradstyle')
-    return dict(network=B.latest_snapshot(b.path('gs_runs')), kimg=b.size.gs_kimg, preset=b.size.gs_preset)
+        '--preset', b.size.gs_preset, '--kimg', b.size.gs_kimg, '--snap', 2, '--seed', 0], 'gradstyle')
+    pkl = B.latest_snapshot(b.path('gs_runs'))
+    return dict(network=pkl, kimg=B.snapshot_kimg(pkl), planned_kimg=b.size.gs_kimg, preset=b.size.gs_preset)
 
 def step_directions(b):
     gen = b.outputs('generator').network
@@ -86,7 +88,7 @@ def step_eval(b):
     gs, dirs, data = b.outputs('gradstyle'), b.outputs('directions'), b.outputs('data')
     out = b.path('eval')
     args = ['--network', gs.network, '--input', data.test_dir, '--classifier', b.outputs('classifier').classifier,
-        '--registry', dirs.registry, '--outdir', out]
+        '--registry', dirs.registry, '--outdir', out, '--methods', b.size.eval_methods]
     for name in dirs.interfacegan:
         args += ['--direction', name]
     b.run('gradstyle_plugin.cli.eval', args, 'eval')
@@ -107,16 +109,31 @@ def step_bundle(b):
     images = sorted(glob.glob(os.path.join(steps['data'].test_dir, '**', '*.png'), recursive=True))[:b.size.bundle_images]
     for src in images:
         B.copy_into(src, os.path.join(root, 'images', os.path.basename(src)))
-    B.copy_into(steps['eval'].report, os.path.join(root, 'eval', 'report.json'))
+    with open(steps['eval'].report, encoding='utf-8') as f:
+        report = _portable(json.load(f), b.workdir)
+    os.makedirs(os.path.join(root, 'eval'), exist_ok=True)
+    with open(os.path.join(root, 'eval', 'report.json'), 'w', encoding='utf-8') as f:
+        json.dump(report, f, indent=2)
     B.copy_into(b.path('generator_samples.png'), os.path.join(root, 'eval', 'generator_samples.png'))
-    provenance = dict(size=b.size_name, sizes=dict(b.size), steps=b.state['steps'],
-        note='every training length and size is ours (see gradstyle_plugin/demo/build.py)')
-    bundle_format.write_manifest(root, dict(network='network.pkl', classifier='classifier.pt', directions='directions',
-        images='images', report='eval/report.json'), _portable(provenance, b.workdir))
+    provenance = _portable(dict(size=b.size_name, sizes=dict(b.size), steps=b.state['steps'],
+        note='every training length and size is ours (see gradstyle_plugin/demo/build.py)'), b.workdir)
+    roles = dict(network='network.pkl', classifier='classifier.pt', directions='directions', images='images', report='eval/report.json')
+    bundle_format.write_manifest(root, roles, provenance)
+    _record_demo(b, root, roles, provenance)
     shutil.rmtree(b.bundle_dir, ignore_errors=True)
     os.replace(root, b.bundle_dir)
     total = sum(os.path.getsize(p) for p in glob.glob(os.path.join(b.bundle_dir, '**', '*'), recursive=True) if os.path.isfile(p))
     return dict(bundle=b.bundle_dir, bytes=total)
+
+def _record_demo(b, root, roles, provenance):
+    # gradstyle-demo on the new bundle's own images: its summary and picture go into the bundle, so
+    # the demo test can recompute them on the installed bundle and compare.
+    out = b.path('demo_run')
+    shutil.rmtree(out, ignore_errors=True)
+    b.run('gradstyle_plugin.cli.demo', ['--bundle', root, '--outdir', out, '--device', b.device], 'bundle')
+    B.copy_into(os.path.join(out, 'summary.json'), os.path.join(root, 'eval', 'demo_summary.json'))
+    B.copy_into(os.path.join(out, 'comparison.png'), os.path.join(root, 'eval', 'comparison.png'))
+    bundle_format.write_manifest(root, dict(roles, demo_summary='eval/demo_summary.json', comparison='eval/comparison.png'), provenance)
 
 def _portable(value, workdir):
     # Work paths in the provenance become relative to the build folder (the bundle moves).

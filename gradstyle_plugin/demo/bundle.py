@@ -121,10 +121,25 @@ def load_bundle(root=None, flag='--network'):
             raise UserError(f'{where}: role {role} ({rel}) is not among the checked files')
     return Bundle(root=root, roles=roles, files=files, provenance=manifest.get('provenance', {}))
 
+def is_demo(value):
+    """True when `value` names the bundled demo ('demo', and no file or folder of that name is here)."""
+    return value is not None and os.fspath(value) == DEMO_NAME and not os.path.exists(DEMO_NAME)
+
 def resolve_network(value, flag='--network'):
     """`value` unchanged, or the checked bundle's network path when value is 'demo'."""
-    if value is None or os.fspath(value) != DEMO_NAME or os.path.exists(DEMO_NAME):
-        return value
-    return load_bundle(flag=flag).path('network')
+    return load_bundle(flag=flag).path('network') if is_demo(value) else value
+
+def resolve_demo(network, registries=(), flag='--network'):
+    """(network path, registry folders): for 'demo' the checked bundle's network, its directions folder appended.
+
+    Example (what gradstyle-edit and gradstyle-eval do with --network demo):
+        >>> network, registries = resolve_demo('demo', ['my_directions'])
+        >>> os.path.basename(network), os.path.basename(registries[-1])
+        ('network.pkl', 'directions')
+    """
+    if not is_demo(network):
+        return network, list(registries)
+    b = load_bundle(flag=flag)
+    return b.path('network'), list(registries) + [b.path('directions')]
 
 #----------------------------------------------------------------------------

@@ -50,8 +50,10 @@ def setup_eval_config(network_pkl, data, outdir=None, encoder=None, methods=(), 
                       grid_images=GRID_IMAGES, resume=False, record_alpha_range=False, alpha_id_floor=ALPHA_ID_FLOOR, force=False):
     """Validated options as an EasyDict (JSON-serialisable). UserError naming the flag on bad input."""
     from gradstyle_plugin.cli.edit import parse_alphas
+    from gradstyle_plugin.demo.bundle import resolve_demo
     if network_pkl is None:
         raise UserError('--network: required')
+    network_pkl, registries = resolve_demo(network_pkl, registries)
     _need_file(network_pkl, '--network')
     if data is None:
         raise UserError('--data: required (a folder, zip or image file)')

@@ -229,6 +229,10 @@ def load_state(c, name, fp, tag=''):
     state['grid'] = [list(row) for row in state['grid']]
     return state
 
+def saved_grid(c, name):
+    """The sample-grid cells of a finished method, uint8 [rows, columns, R, R, C] (columns as write_grid names them)."""
+    return np.load(_state_path(c, name, '', 'grid.npy'), allow_pickle=False)
+
 def save_state(c, name, fp, state, tag=''):
     """Write a method's state: its arrays first, then the JSON (atomically each); a finished method drops its partial files."""
     os.makedirs(os.path.join(c.outdir, STATE_DIR), exist_ok=True)

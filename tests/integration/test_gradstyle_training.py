@@ -106,6 +106,25 @@ def test_short_run_beats_encoder_only_reconstruction(inputs, tmp_path, size_scal
     assert al_trained < al_init
     assert os.path.isfile(tmp_path / 'streams_init.png')
 
+def test_the_frozen_generator_is_the_pickles_G_ema(inputs, tmp_path):
+    # A generator pickle whose G differs from its G_ema (as after any stylegan2-train run): GradStyle
+    # attaches to G_ema and training leaves G_ema's own weights (and its direction fingerprint) as they were.
+    import editing_directions as ed
+    with open(inputs.G, 'rb') as f:
+        data = legacy.load_network_pkl(f)
+    G_raw = copy.deepcopy(data['G_ema'])
+    with torch.no_grad():
+        for p in G_raw.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    legacy.save_network_pkl(dict(data, G=G_raw), str(tmp_path / 'G_two.pkl'))
+    nets = _run(inputs, str(tmp_path / 'run'), network=str(tmp_path / 'G_two.pkl'), kimg=0.008)
+    base = dict(data['G_ema'].named_parameters())
+    for name, p in nets.G_ema.named_parameters():
+        if not name.startswith('synthesis.injectors.'):
+            assert torch.equal(p, base[name]), name
+    assert ed.generator_fingerprint(nets.G_ema) == ed.generator_fingerprint(data['G_ema'])
+    assert ed.generator_fingerprint(nets.G_ema) != ed.generator_fingerprint(G_raw)
+
 def test_gradient_routing_in_the_training_loss(inputs):
     _desc, args, init = _config(inputs)
     G, D, E = init.G.train(), init.D, init.encoder

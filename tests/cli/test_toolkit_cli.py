@@ -13,7 +13,7 @@ from stylegan2_ada_pytorch import legacy, testing
 from stylegan2_ada_pytorch.cli import generate as generate_cli
 from stylegan2_ada_pytorch.cli import train as train_cli
 from gradstyle_plugin.cli import align as align_cli, directions as directions_cli, edit as edit_cli, eval as eval_cli, train as gs_train_cli
-from gradstyle_plugin.cli import train_encoder as gs_train_encoder_cli
+from gradstyle_plugin.cli import demo as demo_cli, train_encoder as gs_train_encoder_cli
 
 DOCS = Path(__file__).resolve().parents[2] / 'docs'
 
@@ -38,7 +38,8 @@ def tiny_pkl(tmp_path_factory):
 @pytest.mark.parametrize('cli, name', [(train_cli.main, 'train-help.txt'), (generate_cli.main, 'generate-help.txt'),
     (gs_train_cli.main, 'gradstyle-train-help.txt'), (edit_cli.main, 'gradstyle-edit-help.txt'),
     (directions_cli.main, 'gradstyle-directions-help.txt'), (align_cli.main, 'gradstyle-align-help.txt'),
-    (eval_cli.main, 'gradstyle-eval-help.txt'), (gs_train_encoder_cli.main, 'gradstyle-train-encoder-help.txt')])
+    (eval_cli.main, 'gradstyle-eval-help.txt'), (gs_train_encoder_cli.main, 'gradstyle-train-encoder-help.txt'),
+    (demo_cli.main, 'gradstyle-demo-help.txt')])
 def test_help_matches_committed_text(cli, name):
     result = CliRunner().invoke(cli, ['--help'], terminal_width=100)
     assert result.exit_code == 0

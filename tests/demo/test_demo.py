@@ -170,6 +170,16 @@ def test_gradstyle_edit_resolves_network_demo(tmp_path, monkeypatch, bundle):
     written = sorted(p.name for p in (tmp_path / 'edits').rglob('*.png'))
     assert any('trousers' in name for name in written) and 'reconstruction.png' in written
 
+def test_gradstyle_eval_resolves_network_demo(tmp_path, monkeypatch, bundle):
+    from gradstyle_plugin.cli import eval as eval_cli
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(eval_cli.main, ['--network', 'demo', '--data', bundle.images()[0], '--direction', 'boot',
+        '--methods', 'e4e', '--alpha', '-3,3', '--outdir', str(tmp_path / 'eval')])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / 'eval' / 'report.json').read_text())
+    assert report['protocol']['network']['file'] == bundle.path('network')
+    assert [d['name'] for d in report['protocol']['directions']] == ['boot'] and report['protocol']['directions'][0]['matches_network']
+
 @pytest.mark.parametrize('args, message', [
     (['--input', 'no_such_folder'], '--input: no such file or folder'),
     (['--max-images', '0'], '--max-images: must be at least 1'),

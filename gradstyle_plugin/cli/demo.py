@@ -4,12 +4,14 @@ The click command only parses; `setup_demo_config()` and `run_demo()` (gradstyle
 do the work. Exit status: 0 when every image was read and scored, 1 when some were skipped, 2 for usage errors.
 """
 
+import functools
 import json
 import os
 
 import click
 
 from stylegan2_ada_pytorch.dnnlib import UserError
+from gradstyle_plugin.cli._progress import run_with_bar
 from gradstyle_plugin.demo.run import MAX_ROWS, REPORT_MD, run_demo, setup_demo_config
 
 #----------------------------------------------------------------------------
@@ -45,15 +47,7 @@ def main(outdir, input_, max_images, alpha, bundle, device, dry_run):
     if dry_run:
         click.echo(json.dumps(c, indent=2))
         return
-    bar = {}
-    def start(total):
-        bar['bar'] = click.progressbar(length=total, label='Inverting and editing (methods x images)')
-        bar['bar'].__enter__()
-    try:
-        summary = _run(run_demo, c, log=click.echo, progress=lambda n: bar['bar'].update(n), start=start)
-    finally:
-        if 'bar' in bar:
-            bar['bar'].__exit__(None, None, None)
+    summary = run_with_bar(functools.partial(_run, run_demo, c), 'Inverting and editing (methods x images)')
     _print_summary(c, summary)
 
 def _print_summary(c, summary):

@@ -10,12 +10,14 @@ read and scored, 1 when some were skipped or left unscored (named in the report 
 The click command only parses; `setup_eval_config()` and `run_eval()` (gradstyle_plugin/eval) do the work.
 """
 
+import functools
 import json
 import os
 
 import click
 
 from stylegan2_ada_pytorch.dnnlib import UserError
+from gradstyle_plugin.cli._progress import run_with_bar
 from gradstyle_plugin.eval.config import ALPHA_ID_FLOOR, GRID_IMAGES, SWEEP_COUNT, setup_eval_config
 from gradstyle_plugin.eval.evaluate import REPORT_JSON, run_eval
 from gradstyle_plugin.eval.methods import METHODS, PROJECT_LR, PROJECT_STEPS
@@ -79,15 +81,7 @@ def main(network_pkl, data, outdir, encoder, methods, directions, registries, al
         click.echo(json.dumps(c, indent=2))
         return
     os.makedirs(c.outdir, exist_ok=True)
-    bar = {}
-    def start(total):
-        bar['bar'] = click.progressbar(length=total, label='Evaluating (methods x images)')
-        bar['bar'].__enter__()
-    try:
-        report = _run(run_eval, c, log=click.echo, progress=lambda n: bar['bar'].update(n), start=start)
-    finally:
-        if 'bar' in bar:
-            bar['bar'].__exit__(None, None, None)
+    report = run_with_bar(functools.partial(_run, run_eval, c), 'Evaluating (methods x images)')
     _summary(c, report)
 
 def _summary(c, report):

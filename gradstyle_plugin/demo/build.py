@@ -39,7 +39,7 @@ ATTRIBUTES = {'trousers': 'Trouser', 'dress': 'Dress', 'boot': 'Ankle boot', 'ba
 STEPS = ['data', 'generator', 'classifier', 'generator-check', 'encoder', 'gradstyle', 'directions', 'eval', 'bundle']
 
 SIZES = {   # All values ours: chosen for 2 CPU cores.
-    'full': dnnlib.EasyDict(train_images=None, gen_cfg='small', gen_kimg=120, clf_epochs=4, check_samples=2000,
+    'full': dnnlib.EasyDict(train_images=None, gen_cfg='small', gen_kimg=200, clf_epochs=4, check_samples=2000,
         enc_kimg=20, gs_kimg=10, gs_preset='fast', boundary_codes=6000, ganspace_samples=20000, ganspace_components=8,
         eval_images=500, eval_methods='e4e,gradstyle', bundle_images=16),
     'tiny': dnnlib.EasyDict(train_images=512, gen_cfg='tiny', gen_kimg=1, clf_epochs=1, check_samples=64,

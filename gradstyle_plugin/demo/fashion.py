@@ -127,11 +127,10 @@ def score_codes(G, clf, n, prefix):
     Writes <prefix>_w.npy [N, D] (the codes are W: every W+ row of a mapped z is the same) and
     <prefix>_scores.csv (one column per attribute); returns both paths.
     """
+    from gradstyle_plugin.eval.classifier import class_log_odds
     ws, imgs = sample(G, n, seed=1, device=clf.device)
-    probs = torch.cat([clf.probabilities(xb) for xb in imgs.split(500)]).cpu().double()
-    cols = [FASHION_CLASSES.index(cls) for cls in ATTRIBUTES.values()]
-    p = probs[:, cols].clamp(1e-6, 1 - 1e-6)
-    scores = (p.log() - (1 - p).log()).numpy()
+    logits = torch.cat([clf.logits(xb) for xb in imgs.split(500)]).cpu()
+    scores = torch.stack([class_log_odds(logits, FASHION_CLASSES.index(cls)) for cls in ATTRIBUTES.values()], dim=1).numpy()
     np.save(prefix + '_w.npy', ws[:, 0].numpy().astype(np.float32))
     np.savetxt(prefix + '_scores.csv', scores, delimiter=',', header=','.join(ATTRIBUTES), comments='', fmt='%.6f')
     return prefix + '_w.npy', prefix + '_scores.csv'

@@ -8,7 +8,8 @@ File format `gradstyle-classifier/1` (a torch file read with weights_only=True; 
      'class_names': [K names], 'attributes': {attribute or direction name: class name}}
 
 An attribute's score is the log-odds of its class, log p / (1 - p) (the score InterfaceGAN
-boundaries are fitted on). The network (ours): conv3x3 + batch norm + ReLU + 2x2 max-pool per
+boundaries are fitted on), computed exactly from the logits as the class logit minus the logsumexp
+of the other logits, so it does not saturate where p rounds to 0 or 1. The network (ours): conv3x3 + batch norm + ReLU + 2x2 max-pool per
 width of `channels`, global average pooling, a `feature_dim` ReLU layer (the features), a linear
 classifier.
 
@@ -78,9 +79,13 @@ class Classifier:
         return x.to(self.device, torch.float32)
 
     @torch.no_grad()
+    def logits(self, x):
+        """[N, K] logits of images [N, C, R, R] in [-1, 1]."""
+        return self.net(self._in(x))
+
     def probabilities(self, x):
         """[N, K] softmax probabilities of images [N, C, R, R] in [-1, 1]."""
-        return torch.softmax(self.net(self._in(x)), dim=1)
+        return torch.softmax(self.logits(x), dim=1)
 
     @torch.no_grad()
     def features(self, x):
@@ -90,11 +95,19 @@ class Classifier:
     def attribute_score(self, x, name):
         """[N] log-odds of the class of attribute `name` (KeyError when the file names no such attribute)."""
         k = self.class_names.index(self.attributes[name])
-        p = self.probabilities(x)[:, k].double().clamp(1e-6, 1 - 1e-6)
-        return (p.log() - (1 - p).log()).float()
+        return class_log_odds(self.logits(x), k).float()
 
     def has_attribute(self, name):
         return name in self.attributes
+
+def class_log_odds(logits, k):
+    """[N] float64 log p_k / (1 - p_k) of softmax(logits [N, K]), exactly: logit_k - logsumexp_{j != k} logit_j.
+
+        >>> class_log_odds(torch.tensor([[2.0, 0.0, 0.0]]), 0)     # log(e^2 / 2) = 1.3069
+    """
+    logits = logits.double()
+    others = torch.cat([logits[:, :k], logits[:, k + 1:]], dim=1)
+    return logits[:, k] - torch.logsumexp(others, dim=1)
 
 def save_classifier(path, net, class_names, attributes={}):
     """Write a gradstyle-classifier/1 file (atomically)."""

@@ -16,7 +16,7 @@ ALPHA_ID_FLOOR  = 0.5       # --record-alpha-range: edit ID at least this (ours)
 
 OURS = dict(
     alphas=f'{SWEEP_COUNT} values from -a to a, a = the direction\'s default strength (ours)',
-    attr_change='classifier log-odds of the direction\'s attribute class: edit minus the method\'s own reconstruction (the edit\'s '
+    attr_change='classifier log-odds of the direction\'s attribute class (exact: its logit minus the logsumexp of the others): edit minus the method\'s own reconstruction (the edit\'s '
         'starting point, so reconstruction error is not counted as editing); "intended" = fraction of edits with sign(alpha) * change > 0 (ours)',
     edit_id='ID cosine between the source image and the edit (paper Table 2)',
     smoothness='max / mean of the RMS pixel steps between neighbouring alphas of a sweep (1 = even steps; ours)',

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from stylegan2_ada_pytorch.dnnlib import UserError
-from gradstyle_plugin.eval.classifier import AttributeClassifier, load_classifier, save_classifier
+from gradstyle_plugin.eval.classifier import AttributeClassifier, class_log_odds, load_classifier, save_classifier
 
 def test_round_trip_and_log_odds(tmp_path):
     torch.manual_seed(0)
@@ -26,6 +26,21 @@ def test_round_trip_and_log_odds(tmp_path):
     assert clf.features(x).shape == (5, 6) and clf.has_attribute('bee') and not clf.has_attribute('cat')
     with pytest.raises(ValueError, match='unknown classes: z'):
         save_classifier(str(tmp_path / 'bad.pt'), net, ['a', 'b', 'c'], attributes={'bee': 'z'})
+
+def test_log_odds_are_exact_where_p_rounds_to_0_or_1():
+    # float64 NumPy reference: log p_k - log(1 - p_k) with 1 - p_k summed from the other classes,
+    # on logits whose softmax is 1 - 1e-30 or 1e-30 in float32 (a clamp would give +-13.8).
+    logits = np.array([[80.0, 10.0, 11.0], [-60.0, 5.0, 7.0], [0.3, -0.2, 0.1], [3.0, 3.0, 3.0]])
+    for k in range(3):
+        others = np.delete(logits, k, axis=1)
+        m = logits.max(1, keepdims=True)
+        log_p = logits[:, k] - (m[:, 0] + np.log(np.exp(logits - m).sum(1)))
+        log_not_p = np.log(np.exp(others - m).sum(1)) + m[:, 0] - (m[:, 0] + np.log(np.exp(logits - m).sum(1)))
+        got = class_log_odds(torch.tensor(logits, dtype=torch.float32), k).numpy()
+        assert got.dtype == np.float64
+        assert np.allclose(got, log_p - log_not_p, rtol=1e-6, atol=1e-5), (k, got, log_p - log_not_p)
+    assert class_log_odds(torch.tensor(logits), 0)[0] > 60 and class_log_odds(torch.tensor(logits), 0)[1] < -60
+    assert abs(float(class_log_odds(torch.tensor([[3.0, 3.0, 3.0]]), 1)[0]) - np.log(0.5)) < 1e-12
 
 def test_bad_files_name_the_flag(tmp_path):
     with pytest.raises(UserError, match='--classifier: no such file'):

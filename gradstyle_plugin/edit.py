@@ -59,7 +59,7 @@ from stylegan2_ada_pytorch.images import ImageEntry, SkipImage, list_images, rea
 from gradstyle_plugin import pairing
 from gradstyle_plugin.attach import stage_modules
 from gradstyle_plugin.encoder import load_e4e_checkpoint
-from gradstyle_plugin.streams import _knobs, apply_direction, editing_stream, reconstruction_stream
+from gradstyle_plugin.streams import _knobs, apply_direction, editing_stream, gam_identity_error, reconstruction_stream
 
 __all__ = ['Editor', 'Inversion', 'ImageEntry', 'load_editor', 'edit', 'list_images', 'read_image', 'load_images', 'to_tensor']
 
@@ -263,8 +263,7 @@ class Editor:
         """
         if self.mode == 'e4e':
             return {}
-        _img, record = editing_stream(self.G, inv.ws, inv.residuals, noise_mode=NOISE_MODE, **self.knobs)
-        return {s: (record[s]['F'] - F).abs().flatten(1).sum(1) / F.abs().flatten(1).sum(1) for s, F in inv.residuals.items()}
+        return gam_identity_error(self.G, inv.ws, inv.residuals, noise_mode=NOISE_MODE, **self.knobs)
 
     @staticmethod
     def shift(ws, direction, alpha):

@@ -59,6 +59,14 @@ def editing_stream(G, ws_edit, residuals, noise_mode='const', stages=None, gate_
     img = G.synthesis(ws_edit, noise_mode=noise_mode, inject_kwargs=dict(stream='edit', residuals=residuals, record=record, **knobs))
     return img, record
 
+def gam_identity_error(G, ws, residuals, noise_mode='const', **knobs):
+    """{stage: [N]} |F' - F|_1 / |F|_1: how far the GAMs move `residuals` at unchanged codes (0 = identity).
+
+    NaN where F = 0 (an untrained GRM). Example: `gam_identity_error(G, inv.ws, inv.residuals)`.
+    """
+    _img, record = editing_stream(G, ws, residuals, noise_mode=noise_mode, **knobs)
+    return {s: (record[s]['F'] - F).abs().flatten(1).sum(1) / F.abs().flatten(1).sum(1) for s, F in residuals.items()}
+
 def _knobs(G, **knobs):
     # The knobs that differ from the defaults, checked against G's stages (ValueError on a typo).
     names = list(getattr(G.synthesis, 'injectors', None) or {})

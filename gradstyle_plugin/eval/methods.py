@@ -30,7 +30,7 @@ import torch
 from stylegan2_ada_pytorch.dnnlib import UserError
 from gradstyle_plugin.attach import stage_modules
 from gradstyle_plugin.edit import NOISE_MODE, Inversion
-from gradstyle_plugin.streams import editing_stream, reconstruction_stream
+from gradstyle_plugin.streams import editing_stream, gam_identity_error, reconstruction_stream
 
 PROJECT_STEPS   = 300       # Adam steps of `project` (ours: "a few hundred").
 PROJECT_LR      = 0.01      # Adam learning rate of `project` (ours).
@@ -128,8 +128,7 @@ class Method:
     def identity_error(self, inv):
         if self.spec.edit == 'plain' or self.spec.rec == 'zero':
             return {}
-        _img, record = editing_stream(self.G, inv.ws, inv.residuals, noise_mode=NOISE_MODE, **self._edit_knobs())
-        return {s: (record[s]['F'] - F).abs().flatten(1).sum(1) / F.abs().flatten(1).sum(1) for s, F in inv.residuals.items()}
+        return gam_identity_error(self.G, inv.ws, inv.residuals, noise_mode=NOISE_MODE, **self._edit_knobs())
 
     def _project(self, img, ws_init):
         # W+ optimisation of MSE (+ LPIPS) at the network resolution; G stays frozen.

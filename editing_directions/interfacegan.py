@@ -3,7 +3,11 @@
 Shen et al., "Interpreting the Latent Space of GANs for Semantic Face Editing", CVPR 2020,
 section 2.2: sample latent codes, score each generated image for an attribute, keep the codes
 with the highest and the lowest scores (a fraction `ratio` each) as positives and negatives, fit a
-linear classifier, and use its unit normal as the editing direction. We fit an L2-regularised
+linear classifier, and use its unit normal as the editing direction. With `negatives='rest'` (ours)
+the negatives are instead a random sample, as many as the positives, of all codes outside the top
+`ratio`: for one class of a multi-class classifier the lowest scores are mostly ONE other class
+(on Fashion-MNIST the least trouser-like samples are sneakers), so the bottom-`ratio` boundary is a
+"sneaker -> trousers" direction; 'rest' gives "anything -> trousers". We fit an L2-regularised
 logistic regression with SciPy's L-BFGS (no scikit-learn) and report the accuracy on a held-out
 part of the chosen codes, as InterfaceGAN does.
 
@@ -95,14 +99,22 @@ def read_latents(path):
 #----------------------------------------------------------------------------
 # Fitting.
 
-def binarise(scores, ratio):
-    """Indices of the top and bottom `ratio` fraction of scores (positives, negatives), as InterfaceGAN."""
+NEGATIVES = ('bottom', 'rest')
+
+def binarise(scores, ratio, negatives='bottom', seed=0):
+    """Indices (positives, negatives): the top `ratio` fraction of scores, and the bottom `ratio`
+    fraction (InterfaceGAN, negatives='bottom') or a RandomState(seed) sample of as many codes from
+    all codes outside the top fraction (negatives='rest', ours)."""
     if not 0 < ratio <= 0.5:
         raise DirectionError(f'--ratio: must be in (0, 0.5], got {ratio}')
     num = int(len(scores) * ratio)
     if num < 4:
         raise DirectionError(f'--ratio: {ratio} of {len(scores)} codes leaves {num} per class; need at least 4 (more codes or a larger ratio)')
+    if negatives not in NEGATIVES:
+        raise DirectionError(f'--negatives: must be one of {", ".join(NEGATIVES)}, got {negatives!r}')
     order = np.argsort(scores, kind='stable')
+    if negatives == 'rest':
+        return order[-num:], np.sort(np.random.RandomState(seed).choice(order[:-num], num, replace=False))
     return order[-num:], order[:num]
 
 def fit_logistic(x, y, l2=1e-4):
@@ -118,8 +130,8 @@ def fit_logistic(x, y, l2=1e-4):
     res = scipy.optimize.minimize(loss_and_grad, np.zeros(x.shape[1] + 1), jac=True, method='L-BFGS-B', options=dict(maxiter=1000))
     return res.x[:-1], float(res.x[-1])
 
-def fit_boundary(w, scores, ratio=0.1, val_fraction=0.3, seed=0, l2=1e-4):
-    """Unit normal [D] of the boundary between the top and bottom `ratio` of codes, and metrics.
+def fit_boundary(w, scores, ratio=0.1, val_fraction=0.3, seed=0, l2=1e-4, negatives='bottom'):
+    """Unit normal [D] of the boundary between the top `ratio` of codes and the negatives (see binarise), and metrics.
 
     The chosen codes of each class are shuffled with RandomState(seed); `val_fraction` of them are
     held out. The normal points towards higher scores. Returns (normal, info) with info holding
@@ -131,7 +143,7 @@ def fit_boundary(w, scores, ratio=0.1, val_fraction=0.3, seed=0, l2=1e-4):
         raise DirectionError(f'--labels: {scores.shape[0] if scores.ndim else 0} scores for {w.shape[0]} latent codes; they must match one to one')
     if not 0 < val_fraction < 1:
         raise DirectionError(f'--val-fraction: must be in (0, 1), got {val_fraction}')
-    pos, neg = binarise(scores, ratio)
+    pos, neg = binarise(scores, ratio, negatives=negatives, seed=seed)
     rnd = np.random.RandomState(seed)
     pos, neg = rnd.permutation(pos), rnd.permutation(neg)
     num_val = max(1, int(round(len(pos) * val_fraction)))
@@ -147,11 +159,11 @@ def fit_boundary(w, scores, ratio=0.1, val_fraction=0.3, seed=0, l2=1e-4):
     def accuracy(idx):
         return float(np.mean(np.sign((w[idx] - centre) @ weight + bias) == labels[idx]))
     info = dict(train_accuracy=accuracy(train), val_accuracy=accuracy(val), num_positive=len(pos), num_negative=len(neg),
-        num_val=2 * num_val, ratio=float(ratio), seed=int(seed))
+        num_val=2 * num_val, ratio=float(ratio), seed=int(seed), negatives=negatives)
     return weight / norm, info
 
 def compute_interfacegan(G, scores, name, w=None, seeds=None, ratio=0.1, val_fraction=0.3, seed=0, default_alpha=3.0,
-        generator_label='', labels_label='scores'):
+        generator_label='', labels_label='scores', negatives='bottom'):
     """An interfacegan Direction for G from attribute `scores` [N] of N latent codes.
 
     Give the codes as `w` [N, D] (W codes of G) or as `seeds` (z per seed through G.mapping).
@@ -166,8 +178,8 @@ def compute_interfacegan(G, scores, name, w=None, seeds=None, ratio=0.1, val_fra
     w = w_from_seeds(G, list(seeds)) if w is None else np.asarray(w, dtype=np.float64)
     if w.ndim != 2 or w.shape[1] != G.w_dim:
         raise DirectionError(f'--latents: expected W codes [N, {G.w_dim}], got {list(w.shape)}')
-    normal, info = fit_boundary(w, scores, ratio=ratio, val_fraction=val_fraction, seed=seed)
-    source = f'interfacegan: {labels_label}, {w.shape[0]} codes, held-out accuracy {info["val_accuracy"]:.3f}'
+    normal, info = fit_boundary(w, scores, ratio=ratio, val_fraction=val_fraction, seed=seed, negatives=negatives)
+    source = f'interfacegan: {labels_label}, {w.shape[0]} codes, negatives {negatives}, held-out accuracy {info["val_accuracy"]:.3f}'
     return Direction(name=name, kind='interfacegan', vector=normal[None].astype(np.float32), layers=(0, None),
         default_alpha=default_alpha, fingerprint=generator_fingerprint(G), generator=generator_label, source=source, info=info)
 

@@ -78,7 +78,8 @@ def run_ganspace(c, device='cpu'):
     ed.save_directions(dirs, c.registry_dir, c.dataset, overwrite=c.overwrite)
     return dirs
 
-def setup_interfacegan_config(network_pkl, labels, latents, seeds, name, column, ratio, val_fraction, seed, alpha, dataset, registry_dir, overwrite=False):
+def setup_interfacegan_config(network_pkl, labels, latents, seeds, name, column, ratio, val_fraction, seed, alpha, dataset, registry_dir, overwrite=False,
+                              negatives='bottom'):
     """Validated options of `interfacegan` as an EasyDict."""
     _need_file(labels, '--labels')
     if (latents is None) == (seeds is None):
@@ -89,10 +90,12 @@ def setup_interfacegan_config(network_pkl, labels, latents, seeds, name, column,
         raise UserError(f'--ratio: must be in (0, 0.5], got {ratio}')
     if not 0 < val_fraction < 1:
         raise UserError(f'--val-fraction: must be in (0, 1), got {val_fraction}')
+    if negatives not in ed.interfacegan.NEGATIVES:
+        raise UserError(f'--negatives: must be one of {", ".join(ed.interfacegan.NEGATIVES)}, got {negatives!r}')
     ed.registry.check_name(name, '--name')
     return dnnlib.EasyDict(network_pkl=network_pkl, labels=labels, latents=latents, seeds=seeds, name=name, column=column, ratio=ratio,
         val_fraction=val_fraction, seed=seed, alpha=alpha, dataset=_dataset_label(dataset, network_pkl), registry_dir=_registry(registry_dir),
-        overwrite=overwrite)
+        overwrite=overwrite, negatives=negatives)
 
 def run_interfacegan(c, device='cpu'):
     """Fit and register the boundary; returns the Direction (its info holds the accuracies)."""
@@ -106,7 +109,7 @@ def run_interfacegan(c, device='cpu'):
     if w is not None and w.shape[1] != G.w_dim:
         raise UserError(f'--latents: {c.latents} has codes of width {w.shape[1]}, the generator has w_dim {G.w_dim}')
     d = ed.compute_interfacegan(G, scores, c.name, w=w, seeds=c.seeds if w is None else None, ratio=c.ratio, val_fraction=c.val_fraction,
-        seed=c.seed, default_alpha=c.alpha, generator_label=network_label(c.network_pkl), labels_label=os.path.basename(c.labels))
+        seed=c.seed, default_alpha=c.alpha, generator_label=network_label(c.network_pkl), labels_label=os.path.basename(c.labels), negatives=c.get('negatives', 'bottom'))
     ed.save_directions([d], c.registry_dir, c.dataset, overwrite=c.overwrite)
     return d
 
@@ -232,6 +235,8 @@ def ganspace(network_pkl, num_samples, components, seed, name_prefix, layers, al
 @click.option('--name',         help='Direction name', required=True, metavar='STR')
 @click.option('--column',       help='CSV column with the scores (name or index)  [default: last]', metavar='STR')
 @click.option('--ratio',        help='Fraction of top and of bottom scores used as classes', type=float, default=0.1, show_default=True, metavar='FLOAT')
+@click.option('--negatives',    help='Negatives: the bottom --ratio of scores (InterfaceGAN) or an equal random sample of all codes outside the top (rest; ours, for one class of a multi-class classifier)',
+              default='bottom', show_default=True, metavar='bottom|rest')
 @click.option('--val-fraction', help='Fraction of the chosen codes held out', type=float, default=0.3, show_default=True, metavar='FLOAT')
 @click.option('--seed',         help='Seed of the train/held-out split', type=int, default=0, show_default=True, metavar='INT')
 @click.option('--alpha',        help='Default edit strength', type=float, default=3.0, show_default=True, metavar='FLOAT')
@@ -239,9 +244,10 @@ def ganspace(network_pkl, num_samples, components, seed, name_prefix, layers, al
 @_registry_opt
 @_overwrite
 @_device
-def interfacegan(network_pkl, labels, latents, seeds, name, column, ratio, val_fraction, seed, alpha, dataset, registry_dir, overwrite, device):
+def interfacegan(network_pkl, labels, latents, seeds, name, column, ratio, negatives, val_fraction, seed, alpha, dataset, registry_dir, overwrite, device):
     """InterfaceGAN: unit normal of a linear boundary between high and low scores."""
-    c = _run(setup_interfacegan_config, network_pkl, labels, latents, seeds, name, column, ratio, val_fraction, seed, alpha, dataset, registry_dir, overwrite)
+    c = _run(setup_interfacegan_config, network_pkl, labels, latents, seeds, name, column, ratio, val_fraction, seed, alpha, dataset, registry_dir, overwrite,
+             negatives)
     d = _run(run_interfacegan, c, device=device)
     click.echo(f'{d.group}/{d.name}: held-out accuracy {d.info["val_accuracy"]:.3f} ({d.info["num_val"]} codes), '
         f'train accuracy {d.info["train_accuracy"]:.3f}')

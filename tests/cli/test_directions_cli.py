@@ -92,6 +92,21 @@ def test_interfacegan_from_latents_and_csv(nets, registry, tmp_path):
     assert 'held-out accuracy' in result.output
     assert not registry.exists()                  # --registry was used, not the user registry
 
+def test_interfacegan_rest_negatives(nets, registry, tmp_path):
+    G, w = _mapped_w(nets['tiny'], 2000, seed=0)
+    n_true = np.random.RandomState(2).randn(G.w_dim)
+    n_true /= np.linalg.norm(n_true)
+    np.save(tmp_path / 'w.npy', w.astype(np.float32))
+    np.save(tmp_path / 'scores.npy', w @ n_true)
+    result = _invoke(['interfacegan', '--network', nets['tiny'], '--labels', tmp_path / 'scores.npy', '--latents', tmp_path / 'w.npy',
+        '--name', 'top', '--ratio', 0.2, '--negatives', 'rest', '--registry', tmp_path / 'reg'])
+    assert result.exit_code == 0, result.output
+    entry = json.loads((tmp_path / 'reg' / 'tiny_w' / 'manifest.json').read_text())['directions']['top']
+    normal = np.load(tmp_path / 'reg' / 'tiny_w' / 'top.npy')[0]
+    print(f'CLI interfacegan --negatives rest: held-out accuracy {entry["info"]["val_accuracy"]:.4f}, cosine {normal @ n_true:.4f}')
+    assert entry['info']['negatives'] == 'rest' and 'negatives rest' in entry['source']
+    assert entry['info']['num_positive'] == entry['info']['num_negative'] == 400 and normal @ n_true > 0.9
+
 def test_interfacegan_from_seeds_and_npy(nets, registry, tmp_path):
     G = legacy.load_network_pkl(nets['tiny'])['G_ema']
     z = torch.from_numpy(np.concatenate([np.random.RandomState(s).randn(1, G.z_dim) for s in range(400)])).float()
@@ -102,6 +117,7 @@ def test_interfacegan_from_seeds_and_npy(nets, registry, tmp_path):
         '--name', 'coord3', '--ratio', 0.5])
     assert result.exit_code == 0, result.output
     d = ed.resolve('coord3', G)
+    assert d.info['negatives'] == 'bottom' and 'negatives bottom' in d.source
     print(f'CLI interfacegan (seeds): held-out accuracy {d.info["val_accuracy"]:.4f}, |n[3]| {abs(float(d.vector[0, 3])):.4f}')
     assert d.info['val_accuracy'] > 0.95 and float(d.vector[0, 3]) > 0.9
 
@@ -152,6 +168,7 @@ def test_bad_input_errors(nets, registry, directions_dir, tmp_path):
         (['interfacegan', '--network', nets['tiny'], '--labels', tmp_path / 's.csv', '--name', 'x'], ['--latents/--seeds']),
         (['interfacegan', '--network', nets['tiny'], '--labels', tmp_path / 's.csv', '--seeds', '0-9', '--name', 'x'], ['--labels', 's.csv', '3 scores', '10 codes']),
         (['interfacegan', '--network', nets['tiny'], '--labels', tmp_path / 's.csv', '--seeds', '0-2', '--name', 'x', '--ratio', 0.9], ['--ratio']),
+        (['interfacegan', '--network', nets['tiny'], '--labels', tmp_path / 's.csv', '--seeds', '0-2', '--name', 'x', '--negatives', 'all'], ['--negatives']),
         (['import', directions_dir / 'pose.pt', '--name', 'pose', '--network', nets['tiny']], ["'pose' has width 512", 'w_dim 32']),
         (['import', tmp_path / 'junk.pt', '--name', 'junk', '--network', nets['tiny']], ['junk.pt', 'not a readable torch file']),
         (['import', tmp_path / 'nothing.pt', '--name', 'x', '--network', nets['tiny']], ['FILE', 'nothing.pt']),

@@ -455,3 +455,21 @@ def test_default_registry_dirs_use_env(monkeypatch, tmp_path):
     assert dirs == [str(tmp_path / 'extra'), str(tmp_path / 'user'), ed.shipped_registry_dir()]
 
 #----------------------------------------------------------------------------
+
+def test_binarise_rest_negatives_sample_all_codes_outside_the_top():
+    scores = np.random.RandomState(4).randn(1000)
+    order = np.argsort(scores)
+    pos, neg = ed.interfacegan.binarise(scores, 0.1)
+    assert sorted(pos) == sorted(order[-100:]) and sorted(neg) == sorted(order[:100])          # InterfaceGAN: top and bottom
+    pos_r, neg_r = ed.interfacegan.binarise(scores, 0.1, negatives='rest', seed=0)
+    assert sorted(pos_r) == sorted(pos) and len(neg_r) == 100 and len(set(neg_r)) == 100
+    assert not set(neg_r) & set(pos_r)
+    rank = np.empty(1000, int)
+    rank[order] = np.arange(1000)
+    # a uniform sample of the 900 codes below the top: about a third from each third of them (binomial sd ~4.7)
+    thirds = np.bincount(rank[neg_r] // 300, minlength=3)
+    assert thirds.min() >= 15, thirds
+    assert np.array_equal(neg_r, ed.interfacegan.binarise(scores, 0.1, negatives='rest', seed=0)[1])
+    assert not np.array_equal(neg_r, ed.interfacegan.binarise(scores, 0.1, negatives='rest', seed=1)[1])
+    with pytest.raises(ed.DirectionError, match='--negatives'):
+        ed.interfacegan.binarise(scores, 0.1, negatives='middle')

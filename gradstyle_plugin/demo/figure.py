@@ -55,7 +55,8 @@ def _recon_rows(summary):
     return rows + [f'| GradStyle gain | {_pct(r["l2_gain"])} | {_pct(r["one_minus_ssim_gain"])} | | |']
 
 def _edit_rows(summary):
-    return [f'| {name} | {_f(e["e4e"]["intended"], 3)} | {_f(e["gradstyle"]["intended"], 3)} | {_f(e["e4e"]["id"])} | {_f(e["gradstyle"]["id"])} |'
+    return [f'| {name} | {_f(e["e4e"]["intended"], 3)} | {_f(e["gradstyle"]["intended"], 3)} | {_f(e["e4e"].get("intended_both"), 3)} | '
+        f'{_f(e["gradstyle"].get("intended_both"), 3)} | {_f(e["e4e"]["id"])} | {_f(e["gradstyle"]["id"])} |'
         for name, e in summary['edits'].items()]
 
 def _build_rows(build_report):
@@ -73,7 +74,10 @@ def markdown(summary, committed, build_report, provenance):
         '![source | e4e | GradStyle | GradStyle edits at -a and +a](comparison.png)', '', '## Reconstruction', '',
         '| Method | L2 (↓) | 1 - SSIM (↓) | PSNR (↑) | ms/image |', '|---|---|---|---|---|'] + _recon_rows(summary)
     lines += ['', '## Edits (classifier attribute; ID = cosine of classifier features, source vs edit, mean of -a and +a)', '',
-        '| Direction | e4e intended | GradStyle intended | e4e ID | GradStyle ID |', '|---|---|---|---|---|'] + _edit_rows(summary)
+        '| Direction | e4e intended | GradStyle intended | e4e intended both | GradStyle intended both | e4e ID | GradStyle ID |',
+        '|---|---|---|---|---|---|---|'] + _edit_rows(summary)
+    lines += ['', 'intended: fraction of edits that move the attribute log-odds the way alpha points (from the method\'s own alpha-0 edit), '
+        'each image on the side it can move to (-a if the source has the attribute, else +a); intended both: every image on both signs.']
     lines += ['', '## Checks', ''] + [f'- {"PASS" if c["passed"] else ("n/a" if c["passed"] is None else "FAIL")}: {c["name"]}: '
         f'{_f(c["value"])} (needs {c["op"]} {c["threshold"]})' for c in summary['checks']]
     if committed is not None:

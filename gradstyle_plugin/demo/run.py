@@ -95,7 +95,7 @@ def summarise(report):
         _check('1 - SSIM: relative gain of GradStyle over e4e-only', rec['one_minus_ssim_gain'], MIN_GAIN)]
     for d in report['protocol']['directions']:
         name = d['name']
-        cell = {m: dict(intended=v['edits'][name]['attr_intended'], id=finite_mean([v['edits'][name]['id_plus'], v['edits'][name]['id_minus']]),
+        cell = {m: dict(intended=v['edits'][name]['attr_intended'], intended_both=v['edits'][name].get('attr_intended_both'), id=finite_mean([v['edits'][name]['id_plus'], v['edits'][name]['id_minus']]),
             id_plus=v['edits'][name]['id_plus'], id_minus=v['edits'][name]['id_minus']) for m, v in methods.items()}
         edits[name] = dict(cell, alphas=d['alphas'])
         checks.append(_check(f'{name}: GradStyle edits that move the attribute as intended', cell['gradstyle']['intended'], MIN_INTENDED))

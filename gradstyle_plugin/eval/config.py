@@ -16,8 +16,11 @@ ALPHA_ID_FLOOR  = 0.5       # --record-alpha-range: edit ID at least this (ours)
 
 OURS = dict(
     alphas=f'{SWEEP_COUNT} values from -a to a, a = the direction\'s default strength (ours)',
-    attr_change='classifier log-odds of the direction\'s attribute class (exact: its logit minus the logsumexp of the others): edit minus the method\'s own reconstruction (the edit\'s '
-        'starting point, so reconstruction error is not counted as editing); "intended" = fraction of edits with sign(alpha) * change > 0 (ours)',
+    attr_change='classifier log-odds of the direction\'s attribute class (exact: its logit minus the logsumexp of the others): edit minus the method\'s own '
+        'alpha-0 edit (the same edit path with no step, so neither reconstruction error nor what the path changes at alpha 0 counts as editing; '
+        'that change is reported as "alpha-0 offset") (ours)',
+    attr_intended='fraction of edits with sign(alpha) * change > 0, each image scored on the side it can move to: its -alpha edits when the source\'s '
+        'log-odds are > 0 (it has the attribute), else its +alpha edits; "intended both" scores every image on both signs (ours)',
     edit_id='ID cosine between the source image and the edit (paper Table 2)',
     smoothness='max / mean of the RMS pixel steps between neighbouring alphas of a sweep (1 = even steps; ours)',
     lec='e4e\'s latent editing consistency |w - E(G(E(G(w + dw)) - dw))|_2 over all W+ entries, the method\'s own G (ours: norm)',

@@ -36,21 +36,38 @@ def _signed(alphas, sign):
     vals = [a for a in alphas if a * sign > 0]
     return (max(vals) if sign > 0 else min(vals)) if vals else None
 
+def _intended(images, dname, alphas, both):
+    """Fraction of the scored edits whose attribute change has the sign of alpha (None if none is scored).
+
+    both=False (the reported "intended"; ours): each image is scored on the side it can move to, its
+    -alpha edits when the source has the attribute (source log-odds > 0), else its +alpha edits.
+    both=True: every image on both signs (an absent class cannot become "more absent", so its
+    -alpha changes are mostly noise and artifacts; reported as "intended both")."""
+    hits = []
+    for r in images:
+        side = (r.get('attr_source') or {}).get(dname)
+        for a in alphas:
+            v = r['edits'][dname][str(a)]['attr']
+            if a != 0 and v is not None and (both or (side is not None and (side > 0) == (a < 0))):
+                hits.append(float(v * a > 0))
+    return finite_mean(hits)
+
 def summarise_edits(images, dname, alphas):
     """Per-alpha means and Table 2 figures of one direction."""
     per_alpha = {}
     for a in alphas:
         cells = [r['edits'][dname][str(a)] for r in images]
-        attr = [x['attr'] for x in cells]
-        per_alpha[str(a)] = dict(id=finite_mean([x['id'] for x in cells]), attr_change=finite_mean(attr), lec=finite_mean([x['lec'] for x in cells]),
-            attr_intended=finite_mean([float(v * a > 0) for v in attr if v is not None]) if a != 0 and any(v is not None for v in attr) else None)
+        per_alpha[str(a)] = dict(id=finite_mean([x['id'] for x in cells]), attr_change=finite_mean([x['attr'] for x in cells]),
+            lec=finite_mean([x['lec'] for x in cells]), attr_intended=_intended(images, dname, [a], both=False),
+            attr_intended_both=_intended(images, dname, [a], both=True))
     plus, minus = _signed(alphas, 1), _signed(alphas, -1)
     pick = lambda a, k: None if a is None else per_alpha[str(a)][k]
-    nonzero = [str(a) for a in alphas if a != 0]
+    nonzero = [a for a in alphas if a != 0]
     return dict(alphas=list(alphas), per_alpha=per_alpha, alpha_plus=plus, alpha_minus=minus,
         id_plus=pick(plus, 'id'), id_minus=pick(minus, 'id'), attr_plus=pick(plus, 'attr_change'), attr_minus=pick(minus, 'attr_change'),
-        attr_intended=finite_mean([per_alpha[a]['attr_intended'] for a in nonzero]), lec=finite_mean([per_alpha[a]['lec'] for a in nonzero]),
-        smoothness=finite_mean([r['smoothness'][dname] for r in images]))
+        attr_intended=_intended(images, dname, nonzero, both=False), attr_intended_both=_intended(images, dname, nonzero, both=True),
+        attr_offset=finite_mean([(r.get('attr_offset') or {}).get(dname) for r in images]),
+        lec=finite_mean([per_alpha[str(a)]['lec'] for a in nonzero]), smoothness=finite_mean([r['smoothness'][dname] for r in images]))
 
 def summarise_method(result, fid, active, directions, alphas, dir_active):
     images = result['images']
@@ -93,10 +110,13 @@ def markdown(report):
         lines += _table(['Method'] + head, [[n] + [_fmt(m['edits'][d['name']][f'id_{k}']) for d in dirs for k in ('plus', 'minus')]
             for n, m in methods.items()])
         lines += ['', '## Editing: attribute change, consistency, smoothness', '']
-        head = [f'{d["name"]} {k}' for d in dirs for k in ('attr(+)', 'attr(-)', 'intended', 'LEC', 'smooth')]
+        head = [f'{d["name"]} {k}' for d in dirs for k in ('attr(+)', 'attr(-)', 'intended', 'intended both', 'alpha-0 offset', 'LEC', 'smooth')]
         lines += _table(['Method'] + head + ['GAM id. error'], [[n] + [_fmt(m['edits'][d['name']][k]) for d in dirs
-            for k in ('attr_plus', 'attr_minus', 'attr_intended', 'lec', 'smoothness')] + [_fmt(finite_mean(list((m['gam_identity_error'] or {}).values())))]
-            for n, m in methods.items()])
+            for k in ('attr_plus', 'attr_minus', 'attr_intended', 'attr_intended_both', 'attr_offset', 'lec', 'smoothness')]
+            + [_fmt(finite_mean(list((m['gam_identity_error'] or {}).values())))] for n, m in methods.items()])
+        lines += ['', 'attr(+/-): mean change of the attribute log-odds from the method\'s own alpha-0 edit; intended: fraction of edits moving it '
+            'the way alpha points, each image scored on the side it can move to (-alpha where the source has the attribute, else +alpha); '
+            'intended both: every image on both signs; alpha-0 offset: the alpha-0 edit\'s log-odds minus the reconstruction\'s.']
     lines += ['', '## Cost', '']
     lines += _table(['Method', 'ms/image', 'peak MB', 'peak rise MB', 'parameters'], [[n, _fmt(m['cost']['ms_per_image']),
         _fmt(m['cost']['peak_mb']), _fmt(m['cost'].get('above_start_mb')), f'{m["cost"]["parameters"]:,}'] for n, m in methods.items()])

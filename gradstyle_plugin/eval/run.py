@@ -2,8 +2,9 @@
 method's per-image scores saved under <outdir>/state/ when it finishes (what --resume picks up).
 
 Per image and method: Table 1 scores of the reconstruction, the GAM's identity error at alpha 0, and
-per direction and alpha the edit ID (source vs edit), the attribute change (classifier), e4e's LEC,
-plus the sweep smoothness per direction. Timing covers the method's own work (inversion and edits),
+per direction and alpha the edit ID (source vs edit), the attribute change (classifier; from the
+method's own alpha-0 edit), e4e's LEC, plus per direction the sweep smoothness, the source's attribute
+score and the alpha-0 offset. Timing covers the method's own work (inversion and edits),
 not the scoring, after one untimed warm-up pass per method.
 
 Shape letters: N batch, L num_ws, D w_dim, C channels, R resolution.
@@ -91,6 +92,13 @@ def _smoothness(images):
     steps = torch.stack([(b - a).square().mean([1, 2, 3]).sqrt() for a, b in zip(images[:-1], images[1:])])     # [K-1, N]
     return steps.max(0).values / steps.mean(0).clamp(min=1e-12)
 
+def _attribute_references(scorer, name, src01, rec01, zero01, n):
+    """{'zero': [N] tensor, the alpha-0 edit's attribute log-odds (None without a classifier for it); lists of N:
+    'source': the sources' log-odds (the side of the attribute each image is on), 'offset': the alpha-0 edit's
+    log-odds minus the reconstruction's (what the edit path changes with no edit)}."""
+    s, r, z = (scorer.attribute_score(x, name) for x in (src01, rec01, zero01))
+    return dict(zero=z, source=as_list(s, n), offset=as_list(z - r if z is not None else None, n))
+
 @torch.no_grad()
 def score_batch(method, scorer, directions, alphas, names, u8):
     """(per-image records, seconds of method work, rec uint8 [N, R, R, C], edit cells {(d, alpha): uint8})."""
@@ -108,10 +116,10 @@ def score_batch(method, scorer, directions, alphas, names, u8):
     rec01 = metrics.quantize(inv.img_rec.cpu())
     recs = scorer.reconstruction(src, rec01, src_embed)
     ident = {s: as_list(v, len(names)) for s, v in method.identity_error(inv).items()}
-    per_dir, smooth = {}, {}
+    zero01 = metrics.quantize(method.render(inv, inv.ws).cpu()) if directions else None    # the alpha-0 edit (see config.OURS['attr_change'])
+    per_dir, smooth, attrs = {}, {}, {}
     for d in directions:
-        rec_attr = scorer.attribute_score(rec01, d.name)     # the edit's own starting point (see config.OURS['attr_change'])
-        cells, imgs = {}, []
+        cells, imgs, attrs[d.name] = {}, [], _attribute_references(scorer, d.name, src, rec01, zero01, len(names))
         for a in alphas[d.name]:
             ws_edit, img_edit = edits[d.name, a]
             e01 = metrics.quantize(img_edit.cpu())
@@ -119,13 +127,15 @@ def score_batch(method, scorer, directions, alphas, names, u8):
             emb = scorer.embed(e01)
             attr = scorer.attribute_score(e01, d.name)
             cells[a] = dict(id=as_list(metrics.cosine(emb, src_embed) if emb is not None else None, len(names)),
-                attr=as_list(attr - rec_attr if attr is not None else None, len(names)), lec=as_list(_lec(method, inv, ws_edit, img_edit).cpu(), len(names)))
+                attr=as_list(attr - attrs[d.name]['zero'] if attr is not None else None, len(names)),
+                lec=as_list(_lec(method, inv, ws_edit, img_edit).cpu(), len(names)))
         per_dir[d.name] = cells
         smooth[d.name] = as_list(_smoothness(imgs), len(names))
     records = []
     for i, name in enumerate(names):
         records.append(dict(image=name, **{k: v[i] for k, v in recs.items()}, identity_error={s: v[i] for s, v in ident.items()},
             edits={dn: {str(a): {k: v[i] for k, v in cell.items()} for a, cell in cells.items()} for dn, cells in per_dir.items()},
+            attr_source={dn: v['source'][i] for dn, v in attrs.items()}, attr_offset={dn: v['offset'][i] for dn, v in attrs.items()},
             smoothness={dn: v[i] for dn, v in smooth.items()}))
     cells_u8 = {key: to_uint8(img_e).cpu().numpy() for key, (_w, img_e) in edits.items()}
     return records, seconds, to_uint8(inv.img_rec).cpu().numpy(), cells_u8

@@ -177,6 +177,30 @@ def test_figures_recomputed_independently(env, cli_run):
     emb = lambda a: torch.nn.functional.normalize(clf.features(torch.from_numpy(a).permute(0, 3, 1, 2).float() / 127.5 - 1).double(), dim=1)
     cos = (emb(src) * emb(to_u8(full))).sum(1).mean()
     assert report['methods']['gradstyle']['table1']['id'] == pytest.approx(float(cos), abs=1e-5)
+    _check_attribute_records(out, G, E, x, src, clf, to_u8, env.reg)
+
+def _check_attribute_records(out, G, E, x, src, clf, to_u8, registry):
+    # GradStyle's per-image attribute records, from the classifier's probabilities in NumPy: the change of an edit is
+    # taken from the alpha-0 edit of the same editing stream, the offset is alpha-0 edit minus reconstruction.
+    from gradstyle_plugin import streams
+    k = clf.class_names.index(clf.attributes['cat'])
+    def log_odds(u8):
+        p = clf.probabilities(torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 127.5 - 1).double().numpy()[:, k]
+        return np.log(p / (1 - p))
+    d = ed.resolve('cat', G, [registry])
+    with torch.no_grad():
+        ws, features = E(x)
+        rec, record = streams.reconstruction_stream(G, ws, features)
+        residuals = {s: r['F'] for s, r in record.items()}
+        zero = streams.editing_stream(G, ws, residuals)[0]
+        plus = streams.editing_stream(G, d.apply(ws, 2.0), residuals)[0]
+    state = json.load(open(out / 'state' / 'gradstyle.json'))['images']
+    got = lambda f: np.array([f(r) for r in state])
+    assert np.abs(log_odds(to_u8(zero)) - log_odds(to_u8(rec)) - got(lambda r: r['attr_offset']['cat'])).max() < 2e-3
+    assert np.abs(log_odds(to_u8(plus)) - log_odds(to_u8(zero)) - got(lambda r: r['edits']['cat']['2.0']['attr'])).max() < 2e-3
+    assert np.abs(log_odds(src) - got(lambda r: r['attr_source']['cat'])).max() < 2e-3
+    assert np.all(got(lambda r: r['edits']['cat']['0.0']['attr']) == 0)
+    assert np.abs(got(lambda r: r['attr_offset']['cat'])).max() > 1e-3        # the GAM is not the identity: the offset is there to see
 
 @pytest.mark.integration
 @pytest.mark.slow

@@ -38,12 +38,16 @@ FASHION_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sanda
 ATTRIBUTES = {'trousers': 'Trouser', 'dress': 'Dress', 'boot': 'Ankle boot', 'bag': 'Bag'}
 STEPS = ['data', 'generator', 'classifier', 'generator-check', 'encoder', 'gradstyle', 'directions', 'eval', 'bundle']
 
+# InterfaceGAN's own default share of codes per side (train_boundary's chosen_num_or_ratio = 0.02, the
+# top and the bottom 2% of the scores); boundary_codes is sized so that each side gets 600 codes.
+BOUNDARY_RATIO = 0.02
+
 SIZES = {   # All values ours: chosen for 2 CPU cores.
     'full': dnnlib.EasyDict(train_images=None, gen_cfg='small', gen_kimg=200, clf_epochs=4, check_samples=2000,
-        enc_kimg=20, gs_kimg=10, gs_preset='fast', boundary_codes=6000, ganspace_samples=20000, ganspace_components=8,
+        enc_kimg=20, gs_kimg=10, gs_preset='fast', boundary_codes=30000, ganspace_samples=20000, ganspace_components=8,
         eval_images=500, eval_methods='e4e,gradstyle', bundle_images=16),
     'tiny': dnnlib.EasyDict(train_images=512, gen_cfg='tiny', gen_kimg=1, clf_epochs=1, check_samples=64,
-        enc_kimg=0.5, gs_kimg=0.2, gs_preset='tiny', boundary_codes=200, ganspace_samples=200, ganspace_components=3,
+        enc_kimg=0.5, gs_kimg=0.2, gs_preset='tiny', boundary_codes=400, ganspace_samples=200, ganspace_components=3,
         eval_images=16, eval_methods='e4e,gradstyle', bundle_images=8),
 }
 

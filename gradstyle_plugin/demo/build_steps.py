@@ -79,7 +79,7 @@ def step_directions(b):
     common = ['--network', gen, '--registry', registry, '--dataset', 'fashion32', '--overwrite']
     for name in B.ATTRIBUTES:
         b.run('gradstyle_plugin.cli.directions', ['interfacegan', *common, '--latents', latents, '--labels', scores,
-            '--column', name, '--name', name], 'directions')
+            '--column', name, '--name', name, '--ratio', B.BOUNDARY_RATIO], 'directions')
     b.run('gradstyle_plugin.cli.directions', ['ganspace', *common, '--num-samples', b.size.ganspace_samples,
         '--components', b.size.ganspace_components], 'directions')
     return dict(registry=registry, interfacegan=list(B.ATTRIBUTES), ganspace=[f'pc{i}' for i in range(b.size.ganspace_components)])

@@ -109,7 +109,7 @@ def run_interfacegan(c, device='cpu'):
     if w is not None and w.shape[1] != G.w_dim:
         raise UserError(f'--latents: {c.latents} has codes of width {w.shape[1]}, the generator has w_dim {G.w_dim}')
     d = ed.compute_interfacegan(G, scores, c.name, w=w, seeds=c.seeds if w is None else None, ratio=c.ratio, val_fraction=c.val_fraction,
-        seed=c.seed, default_alpha=c.alpha, generator_label=network_label(c.network_pkl), labels_label=os.path.basename(c.labels), negatives=c.get('negatives', 'bottom'))
+        seed=c.seed, default_alpha=c.alpha, generator_label=network_label(c.network_pkl), labels_label=os.path.basename(c.labels), negatives=c.negatives)
     ed.save_directions([d], c.registry_dir, c.dataset, overwrite=c.overwrite)
     return d
 

@@ -99,6 +99,14 @@ def _attribute_references(scorer, name, src01, rec01, zero01, n):
     s, r, z = (scorer.attribute_score(x, name) for x in (src01, rec01, zero01))
     return dict(zero=z, source=as_list(s, n), offset=as_list(z - r if z is not None else None, n))
 
+def _alpha0_edit(method, inv, directions, alphas, edits):
+    # The reference of the attribute change (config.OURS['attr_change']): taken from the sweep when a direction that
+    # adds alpha * d has alpha 0 there (GANSpace's alpha sets a coordinate, so its alpha 0 is a real edit), else rendered.
+    for d in directions:
+        if getattr(d, 'kind', None) != 'ganspace' and 0 in alphas[d.name]:
+            return edits[d.name, alphas[d.name][alphas[d.name].index(0)]][1]
+    return method.render(inv, inv.ws)
+
 @torch.no_grad()
 def score_batch(method, scorer, directions, alphas, names, u8):
     """(per-image records, seconds of method work, rec uint8 [N, R, R, C], edit cells {(d, alpha): uint8})."""
@@ -116,7 +124,7 @@ def score_batch(method, scorer, directions, alphas, names, u8):
     rec01 = metrics.quantize(inv.img_rec.cpu())
     recs = scorer.reconstruction(src, rec01, src_embed)
     ident = {s: as_list(v, len(names)) for s, v in method.identity_error(inv).items()}
-    zero01 = metrics.quantize(method.render(inv, inv.ws).cpu()) if directions else None    # the alpha-0 edit (see config.OURS['attr_change'])
+    zero01 = metrics.quantize(_alpha0_edit(method, inv, directions, alphas, edits).cpu()) if directions else None
     per_dir, smooth, attrs = {}, {}, {}
     for d in directions:
         cells, imgs, attrs[d.name] = {}, [], _attribute_references(scorer, d.name, src, rec01, zero01, len(names))
